@@ -1,0 +1,263 @@
+"""What every Beacon socket does, whatever its route.
+
+A socket's life: the handshake is always accepted, then credentials are checked (close 4001 for a
+missing, invalid or expired token, or a refresh token) and the route's access rule applied (close
+4003). An authorised socket joins its stream's group, catches up, and then serves frames:
+
+* a text frame must be a JSON object with a string ``type`` that the route handles; anything else
+  gets ``{"type": "error", "code": ...}`` and the socket stays open. A binary frame gets an error
+  too; a frame over 64 KiB closes the socket with 1009.
+* an action that carries ``client_msg_id`` is answered with ``ack`` once its record is committed
+  (a repeat is acknowledged again, never stored twice); without one, with ``success``.
+* every frame the server sends carries ``seq``. Stream events carry their own (strictly increasing,
+  gap-free per stream); replies carry the last event seq this socket delivered, so a client may
+  always resume from the highest ``seq`` it has seen *on events*. ``ack.seq`` is the seq of the
+  event the action produced on this socket's stream (``result.seqs`` has all of them), or the last
+  delivered seq when it produced none there.
+* catching up: without ``?since=`` the socket starts at the stream head (routes with a snapshot send
+  it); with ``?since=N`` it first replays the events after N from the database, or sends
+  ``resync_required`` if it cannot. A live event that arrives ahead of a gap pulls the missing
+  events from the database first, so delivery is in order and exactly once per socket.
+* when the access token expires, the socket is closed with 4001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth.models import User
+
+from beacon_backend import services, streams
+from beacon_backend.auth import Identity, query_params
+from beacon_backend.errors import Refused, bad_field, forbidden, not_found
+from beacon_backend.services import Outcome
+from beacon_backend.validation import json_object
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4001
+CLOSE_FORBIDDEN = 4003
+CLOSE_NOT_FOUND = 4004
+CLOSE_TOO_BIG = 1009
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
+    """Base for the five Beacon routes; subclasses set the access rule, stream and handlers."""
+
+    user: User
+    stream: str | None = None
+    last_seq: int = 0
+    is_open: bool = False
+    _expiry: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        await self.accept()
+        self.is_open = True
+        identity: Identity = self.scope["identity"]
+        if identity.user is None:
+            await self.close(CLOSE_UNAUTHENTICATED)
+            return
+        self.user = identity.user
+        try:
+            await self.authorize()
+        except Refused:
+            await self.close(CLOSE_FORBIDDEN)
+            return
+        if identity.expires_at is not None:
+            self._expiry = asyncio.ensure_future(self._close_at(identity.expires_at))
+        if self.stream is not None and self.follows_stream():
+            await self.channel_layer.group_add(self.stream, self.channel_name)
+        await self.catch_up()
+
+    async def disconnect(self, code: int) -> None:
+        self.is_open = False
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self.stream is not None:
+            await self.channel_layer.group_discard(self.stream, self.channel_name)
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        if self.is_open:
+            self.is_open = False
+            await super().close(code=code, reason=reason)
+
+    async def _close_at(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        await self.close(CLOSE_UNAUTHENTICATED)
+
+    # -- what subclasses provide -----------------------------------------------------------------
+
+    async def authorize(self) -> None:
+        """Raise :class:`Refused` if ``self.user`` may not use this route; set ``self.stream``."""
+        raise NotImplementedError
+
+    def follows_stream(self) -> bool:
+        """Whether this socket receives its stream's events (a phone sending locations does not)."""
+        return True
+
+    async def snapshot(self) -> dict[str, Any] | None:
+        """The state message sent on connect (after any replay), or None."""
+        return None
+
+    def handlers(self) -> dict[str, Handler]:
+        return {}
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        if self.is_open:
+            await self.send(text_data=json.dumps(message, separators=(",", ":")))
+
+    async def reply(self, message: dict[str, Any]) -> None:
+        await self.send_json({**message, "seq": self.last_seq})
+
+    async def send_error(self, code: str, message: str, data: dict[str, Any] | None = None) -> None:
+        error: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if data is not None and isinstance(data.get("client_msg_id"), str):
+            error["client_msg_id"] = data["client_msg_id"]
+        await self.reply(error)
+
+    async def confirm(self, data: dict[str, Any], outcome: Outcome, message: str) -> None:
+        """Publish the outcome's events, then ``ack`` (with client_msg_id) or ``success``."""
+        await streams.publish(outcome.events)
+        client_msg_id = data.get("client_msg_id")
+        if isinstance(client_msg_id, str):
+            seqs = outcome.reply.get("seqs", {})
+            await self.send_json({"type": "ack", "client_msg_id": client_msg_id,
+                                  "seq": seqs.get(self.stream, self.last_seq),
+                                  "repeated": outcome.repeated, "result": outcome.reply})
+        else:
+            await self.reply({"type": "success", "message": message, "result": outcome.reply})
+
+    # -- catching up and following the stream ----------------------------------------------------
+
+    async def catch_up(self) -> None:
+        since = self._since()
+        if self.stream is not None and self.follows_stream():
+            head, backlog = await database_sync_to_async(_backlog)(self.stream, since)
+            if since is not None and (since > head or backlog is None):
+                self.last_seq = head
+                await self.reply({"type": "resync_required", "since": since, "head": head})
+            else:
+                for message in backlog or []:
+                    await self.send_json(message)
+                self.last_seq = head
+        state = await self.snapshot()
+        if state is not None:
+            await self.reply(state)
+
+    def _since(self) -> int | None:
+        raw = query_params(self.scope).get("since")
+        if raw is None:
+            return None
+        if raw.isdigit():
+            return int(raw)
+        return None
+
+    async def stream_event(self, event: dict[str, Any]) -> None:
+        seq = int(event["seq"])
+        if seq <= self.last_seq or not self.is_open:
+            return
+        if seq > self.last_seq + 1:
+            missing = await database_sync_to_async(streams.events_between)(
+                event["stream"], self.last_seq, seq - 1, settings.BEACON_REPLAY_LIMIT)
+            if missing is None:
+                await self.reply({"type": "resync_required", "since": self.last_seq, "head": seq})
+            else:
+                for message in missing:
+                    await self.send_json(message)
+        self.last_seq = seq
+        await self.send_json(event["message"])
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.send_error("binary_frame", "binary frames are not supported; send JSON text")
+            return
+        if len(text_data) * 4 > settings.BEACON_MAX_FRAME_BYTES and \
+                len(text_data.encode()) > settings.BEACON_MAX_FRAME_BYTES:
+            await self.close(CLOSE_TOO_BIG)
+            return
+        try:
+            data = json_object(json.loads(text_data))
+        except json.JSONDecodeError:
+            await self.send_error("invalid_json", "the frame is not valid JSON")
+            return
+        except Refused as refused:
+            await self.send_error(refused.code, refused.message)
+            return
+        kind = data.get("type")
+        if not isinstance(kind, str):
+            await self.send_error("invalid_message", "a message needs a string 'type'", data)
+            return
+        handler = self.handlers().get(kind)
+        if handler is None:
+            await self.send_error("unknown_type", f"this route does not handle {kind!r}", data)
+            return
+        try:
+            await handler(data)
+        except Refused as refused:
+            await self.send_error(refused.code, refused.message, data)
+        except Exception:
+            log.exception("handler for %s failed", kind)
+            await self.send_error("internal_error", "the server could not handle this message", data)
+
+    async def ping(self, data: dict[str, Any]) -> None:
+        pong: dict[str, Any] = {"type": "pong"}
+        if "timestamp" in data:
+            pong["timestamp"] = data["timestamp"]
+        await self.reply(pong)
+
+    # -- helpers for subclasses ------------------------------------------------------------------
+
+    def route_alert_id(self) -> str:
+        return str(self.scope["url_route"]["kwargs"]["alert_id"])
+
+    async def load_alert(self) -> Any:
+        """The route's alert if this user may see it; refused otherwise (unknown counts as not allowed)."""
+        try:
+            alert = await database_sync_to_async(services.find_alert)(self.route_alert_id())
+        except Refused:
+            raise forbidden("unknown alert") from None
+        if not services.may_view(self.user, alert):
+            raise forbidden("not a party to this alert")
+        return alert
+
+
+def _backlog(stream: str, since: int | None) -> tuple[int, list[dict[str, Any]] | None]:
+    head = streams.head(stream)
+    if since is None or since >= head:
+        return head, []
+    return head, streams.events_between(stream, since, head, settings.BEACON_REPLAY_LIMIT)
+
+
+def alert_id_field(data: dict[str, Any]) -> str:
+    value = data.get("alert_id")
+    if not isinstance(value, str) or not value:
+        raise bad_field("alert_id", "is required (a string)")
+    return value
+
+
+class UnknownRoute(AsyncWebsocketConsumer):  # type: ignore[misc]
+    """Any other path: accepted, then closed with 4004 so the client learns why."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(CLOSE_NOT_FOUND)
+
+
+__all__ = ["CLOSE_FORBIDDEN", "CLOSE_UNAUTHENTICATED", "BeaconSocket", "UnknownRoute",
+           "alert_id_field", "not_found"]

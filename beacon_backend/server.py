@@ -1,0 +1,126 @@
+"""Serve the backend on a real ASGI server (Uvicorn or Daphne), one or several worker processes.
+
+The listening socket is bound here, before any worker starts, so ``--port 0`` picks a free port
+that is known (and printed) before the first request, and every worker accepts on the same socket.
+Several workers share one deployment only through the Redis channel layer.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from types import FrameType
+from urllib.parse import urlsplit
+
+APP = "beacon_backend.asgi:application"
+MAX_FRAME_BYTES = 64 * 1024
+
+
+class ServeError(Exception):
+    """The server cannot start for a reason the user can fix; the message says which."""
+
+
+@dataclass(frozen=True)
+class Listener:
+    sock: socket.socket
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+
+def bind(host: str, port: int) -> Listener:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return Listener(sock, host, sock.getsockname()[1])
+
+
+def check_redis(url: str, timeout: float = 3.0) -> None:
+    """Fail fast, with the address, when the Redis channel layer cannot be reached."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ServeError(f"BEACON_REDIS_URL: expected redis://host:port/db, got scheme {parts.scheme!r}")
+    host, port = parts.hostname or "localhost", parts.port or 6379
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as error:
+        raise ServeError(f"Redis at {host}:{port} is not reachable: {error}") from None
+
+
+def run(listener: Listener, server: str, workers: int) -> int:
+    """Serve until SIGINT or SIGTERM; return the exit status."""
+    if server == "uvicorn":
+        return _run_uvicorn(listener, workers)
+    if server == "daphne":
+        return _run_daphne(listener) if workers == 1 else _run_daphne_workers(listener, workers)
+    raise ServeError(f"unknown server {server!r} (choose uvicorn or daphne)")
+
+
+def _run_uvicorn(listener: Listener, workers: int) -> int:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        APP, workers=workers, log_level="warning", access_log=False, lifespan="off",
+        ws_max_size=MAX_FRAME_BYTES, timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    if workers == 1:
+        server.run(sockets=[listener.sock])
+    else:
+        Multiprocess(config, sockets=[listener.sock]).run()
+    return 0
+
+
+def _run_daphne(listener: Listener) -> int:
+    from daphne.server import Server  # installs Twisted's asyncio reactor
+
+    from beacon_backend.asgi import application
+
+    Server(
+        application=application,
+        endpoints=[f"fd:fileno={listener.sock.fileno()}"],
+        access_log_stream=None,  # access logs would carry ?token=
+        websocket_max_message_size=MAX_FRAME_BYTES,
+        websocket_max_frame_size=MAX_FRAME_BYTES,
+    ).run()
+    return 0
+
+
+def _run_daphne_workers(listener: Listener, workers: int) -> int:
+    """One Daphne process per worker, all accepting on the inherited socket."""
+    fd = listener.sock.fileno()
+    command = [sys.executable, "-m", "beacon_backend.server", "--daphne-fd", str(fd)]
+    children = [subprocess.Popen(command, pass_fds=(fd,)) for _ in range(workers)]
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = [child.wait() for child in children]
+    return max((abs(code) for code in codes), default=0) and 1
+
+
+if __name__ == "__main__":  # a Daphne worker started by _run_daphne_workers
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beacon_backend.settings")
+    inherited = socket.socket(fileno=int(sys.argv[sys.argv.index("--daphne-fd") + 1]))
+    sys.exit(_run_daphne(Listener(inherited, "", 0)))

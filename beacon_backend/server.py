@@ -7,11 +7,13 @@ Several workers share one deployment only through the Redis channel layer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
 from urllib.parse import urlsplit
@@ -76,13 +78,25 @@ def _run_uvicorn(listener: Listener, workers: int) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    class GracefulServer(uvicorn.Server):
+        """Uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; a clean stop is exit 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            handled = (signal.SIGINT, signal.SIGTERM)
+            originals = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
+
     config = uvicorn.Config(
         APP, workers=workers, log_level="warning", access_log=False, lifespan="off",
         ws_max_size=MAX_FRAME_BYTES, timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
     if workers == 1:
-        server.run(sockets=[listener.sock])
+        GracefulServer(config).run(sockets=[listener.sock])
     else:
         Multiprocess(config, sockets=[listener.sock]).run()
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ def provision(phones: int, operators: int, prefix: str = "fleet") -> dict[str, l
     wanted += [(name, True) for name in usernames(prefix, "operator", operators)]
     passwords = {name: secrets.token_urlsafe(12) for name, _ in wanted}
 
+    names = [name for name, _ in wanted]
     with transaction.atomic():
-        existing = {u.username: u for u in User.objects.filter(username__in=[n for n, _ in wanted])}
+        existing = {u.username: u for u in _in_chunks(User.objects.all(), names)}
         fresh: list[User] = []
         for name, staff in wanted:
             encoded = hasher.encode(passwords[name], hasher.salt())
@@ -50,14 +52,19 @@ def provision(phones: int, operators: int, prefix: str = "fleet") -> dict[str, l
         User.objects.bulk_create(fresh, batch_size=BATCH)
         User.objects.bulk_update(list(existing.values()), ["password", "is_staff", "is_active"],
                                  batch_size=BATCH)
-        ids = dict(User.objects.filter(username__in=[n for n, _ in wanted])
-                   .values_list("username", "id"))
+        ids = {u.username: u.pk for u in _in_chunks(User.objects.only("id", "username"), names)}
 
     def entry(name: str) -> dict[str, Any]:
         return {"id": ids[name], "username": name, "password": passwords[name]}
 
     return {"phones": [entry(n) for n, staff in wanted if not staff],
             "operators": [entry(n) for n, staff in wanted if staff]}
+
+
+def _in_chunks(query: Any, names: list[str]) -> Iterator[Any]:
+    """Users named in ``names``, looked up in slices (SQLite caps the variables per statement)."""
+    for start in range(0, len(names), BATCH):
+        yield from query.filter(username__in=names[start:start + BATCH])
 
 
 def write_credentials(credentials: dict[str, Any], out: Path) -> None:

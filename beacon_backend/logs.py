@@ -6,12 +6,16 @@ import logging
 import re
 
 _TOKEN = re.compile(
-    r"(?P<key>token=|\"(?:access|refresh|token)\"\s*:\s*\"|Bearer\s+)(?P<value>[A-Za-z0-9_\-.]+)"
+    r"(?P<key>token=|[\"'](?:access|refresh|token)[\"']\s*:\s*[\"']|bearer\s+)(?P<value>[A-Za-z0-9_\-.]+)",
+    re.IGNORECASE,
 )
+# Anything shaped like a JWT (header.payload.signature, base64url), wherever it stands.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
 
 
 def redact(text: str) -> str:
-    return _TOKEN.sub(lambda m: m.group("key") + "[redacted]", text)
+    text = _TOKEN.sub(lambda m: m.group("key") + "[redacted]", text)
+    return _JWT.sub("[redacted]", text)
 
 
 class RedactTokens(logging.Filter):

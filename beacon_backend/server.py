@@ -110,7 +110,7 @@ def _run_daphne(listener: Listener) -> int:
     Server(
         application=application,
         endpoints=[f"fd:fileno={listener.sock.fileno()}"],
-        access_log_stream=None,  # access logs would carry ?token=
+        # No action_logger: daphne then writes no access log (which would carry ?token=).
         websocket_max_message_size=MAX_FRAME_BYTES,
         websocket_max_frame_size=MAX_FRAME_BYTES,
     ).run()
@@ -122,8 +122,11 @@ def _run_daphne_workers(listener: Listener, workers: int) -> int:
     fd = listener.sock.fileno()
     command = [sys.executable, "-m", "beacon_backend.server", "--daphne-fd", str(fd)]
     children = [subprocess.Popen(command, pass_fds=(fd,)) for _ in range(workers)]
+    stopping = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -131,7 +134,9 @@ def _run_daphne_workers(listener: Listener, workers: int) -> int:
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     codes = [child.wait() for child in children]
-    return max((abs(code) for code in codes), default=0) and 1
+    # A worker still booting when we forwarded SIGTERM dies of it: that is a clean stop too.
+    clean = {0, -signal.SIGTERM} if stopping else {0}
+    return 0 if all(code in clean for code in codes) else 1
 
 
 if __name__ == "__main__":  # a Daphne worker started by _run_daphne_workers

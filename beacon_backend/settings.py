@@ -59,7 +59,13 @@ if _redis_url:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [_redis_url], "capacity": 1000, "expiry": 60},
+            # channels_redis blocks up to 5 s reading for new messages; redis-py's own 5 s socket
+            # timeout would fire first and kill every idle consumer, so it is switched off.
+            "CONFIG": {
+                "hosts": [{"address": _redis_url, "socket_timeout": None}],
+                "capacity": 1000,
+                "expiry": 60,
+            },
         }
     }
 else:

@@ -58,7 +58,7 @@ def verify(token: str, expected: TokenType) -> TokenClaims:
     except jwt.InvalidTokenError:
         raise TokenRejected("token invalid") from None
     if claims.get("token_type") != expected:
-        raise TokenRejected(f"not an {expected} token")
+        raise TokenRejected(f"not an {expected} token" if expected == "access" else f"not a {expected} token")
     user_id = claims.get("user_id")
     if not isinstance(user_id, int) or isinstance(user_id, bool):
         raise TokenRejected("token invalid")

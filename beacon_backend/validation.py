@@ -25,8 +25,8 @@ def number(data: dict[str, Any], field: str, *, required: bool = False,
         raise bad_field(field, f"must be a number, got {type(value).__name__}")
     try:
         result = float(value)
-    except ValueError:
-        raise bad_field(field, "must be a number") from None
+    except (ValueError, OverflowError):
+        raise bad_field(field, "must be a finite number") from None
     if not math.isfinite(result):
         raise bad_field(field, "must be finite")
     if low is not None and result < low:

@@ -7,6 +7,7 @@ status; a malformed body is a 400, never a 500.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from beacon_backend.serializers import alert_dict, chat_dict, location_dict, use
 from beacon_backend.validation import json_object, text
 
 PAGE_SIZE = 50
+DIGITS = re.compile(r"[0-9]+")
 View = TypeVar("View", bound=Callable[..., HttpResponse])
 
 
@@ -137,7 +139,7 @@ def create_alert(request: HttpRequest) -> HttpResponse:
 def _page(request: HttpRequest, query: QuerySet[Any], render: Callable[[Any], dict[str, Any]]
           ) -> JsonResponse:
     raw = request.GET.get("page", "1")
-    if not raw.isdigit() or int(raw) < 1:
+    if not DIGITS.fullmatch(raw) or int(raw) < 1:
         raise bad_field("page", "must be a positive integer")
     paginator = Paginator(query, PAGE_SIZE)
     number = int(raw)
@@ -145,14 +147,20 @@ def _page(request: HttpRequest, query: QuerySet[Any], render: Callable[[Any], di
         page = paginator.page(number)
     except EmptyPage:
         page = None
-    base = request.path
     results = [render(item) for item in page.object_list] if page else []
     return JsonResponse({
         "count": paginator.count,
-        "next": f"{base}?page={number + 1}" if page and page.has_next() else None,
-        "previous": f"{base}?page={number - 1}" if number > 1 else None,
+        "next": _page_link(request, number + 1) if page and page.has_next() else None,
+        "previous": _page_link(request, number - 1) if number > 1 else None,
         "results": results,
     })
+
+
+def _page_link(request: HttpRequest, number: int) -> str:
+    """The same query (filters kept) at another page."""
+    query = request.GET.copy()
+    query["page"] = str(number)
+    return f"{request.path}?{query.urlencode()}"
 
 
 @require_GET

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from simulator import __version__
 
@@ -48,8 +49,15 @@ def _port(text: str) -> int:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """Option mistakes end in one line on stderr (status 2), pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="beacon-fleet",
         description="A fleet of virtual phones that checks the Beacon panic-alert system's "
                     "reliability claims.",
@@ -117,8 +125,8 @@ def _configure(data_dir: Path, redis_url: str | None = None) -> None:
         migrate()
     except ConfigError as error:
         raise UsageError(str(error)) from None
-    except PermissionError as error:
-        raise UsageError(f"--data-dir {data_dir}: {error.strerror}") from None
+    except OSError as error:
+        raise UsageError(f"--data-dir {data_dir}: {error.strerror or error}") from None
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -6,11 +6,14 @@ temporary data directory (WAL mode, as in production), emptied after every test 
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 _DATA_DIR = Path(tempfile.mkdtemp(prefix="beacon-test-"))
+atexit.register(shutil.rmtree, _DATA_DIR, ignore_errors=True)
 os.environ.pop("BEACON_REDIS_URL", None)
 os.environ.pop("BEACON_DATABASE_URL", None)
 os.environ["BEACON_DATA_DIR"] = str(_DATA_DIR)

@@ -162,7 +162,7 @@ class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
         raw = query_params(self.scope).get("since")
         if raw is None:
             return None
-        if raw.isdigit():
+        if raw.isascii() and raw.isdigit():
             return int(raw)
         return None
 

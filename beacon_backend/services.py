@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -119,7 +120,7 @@ def find_alert(alert_id: uuid.UUID | str, *, lock: bool = False) -> Alert:
         query = query.select_for_update()
     try:
         return query.get(pk=alert_id)
-    except (Alert.DoesNotExist, ValueError):
+    except (Alert.DoesNotExist, ValueError, ValidationError):  # ValidationError: not a UUID
         raise not_found(f"no alert {alert_id}") from None
 
 

@@ -1,0 +1,288 @@
+"""Who may not use a socket, and how they are told: accept, then close 4001 / 4003 / 4004.
+
+Also the operator's phone-only actions (location for someone else's alert, cancel) answered with
+``error forbidden`` and nothing stored.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import jwt
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import override_settings
+
+from beacon_backend import services, tokens
+from beacon_backend.models import Alert, ClientMessage, LocationUpdate, StreamEvent
+from tests.backend.fixtures import access_token, communicator, make_user
+
+Message = dict[str, Any]
+ROUTES = ["user", "console", "alert", "location", "chat"]
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords() -> Iterator[None]:
+    """Users here never log in with a password; a cheap hasher keeps make_user fast."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+class Sockets:
+    """Opens communicators, closes them all at the end of the test."""
+
+    def __init__(self) -> None:
+        self.opened: list[WebsocketCommunicator] = []
+
+    async def accepted(self, path: str, token: str | None = None, *,
+                       headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
+        comm = communicator(path, token, headers=headers)
+        connected, _ = await comm.connect(timeout=3)
+        assert connected, "the handshake must be accepted (refusals close after accepting)"
+        self.opened.append(comm)
+        return comm
+
+    async def close_code(self, path: str, token: str | None = None, *,
+                         headers: list[tuple[bytes, bytes]] | None = None) -> int:
+        """Connect and return the close code, which must be the first thing the server sends."""
+        comm = await self.accepted(path, token, headers=headers)
+        output = await comm.receive_output(timeout=3)
+        assert output["type"] == "websocket.close", f"expected a close first, got {output}"
+        return int(output["code"])
+
+    async def open(self, path: str, token: str | None, *,
+                   headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
+        """Connect and check the socket is usable (ping -> pong); drops any connect snapshot."""
+        comm = await self.accepted(path, token, headers=headers)
+        await comm.send_json_to({"type": "ping", "timestamp": "sync"})
+        for _ in range(10):
+            output = await comm.receive_output(timeout=3)
+            assert output["type"] == "websocket.send", f"socket closed: {output}"
+            if '"timestamp":"sync"' in output["text"]:
+                return comm
+        raise AssertionError("no pong")
+
+    async def close_all(self) -> None:
+        for comm in self.opened:
+            await comm.disconnect(timeout=3)
+
+
+@pytest.fixture
+async def sockets(db: None) -> AsyncIterator[Sockets]:
+    opened = Sockets()
+    yield opened
+    await opened.close_all()
+
+
+def new_alert(user: User) -> Alert:
+    outcome = services.create_alert(user, {"latitude": 52.52, "longitude": 13.405})
+    return Alert.objects.get(pk=outcome.reply["alert_id"])
+
+
+def cast() -> tuple[User, User, User, Alert]:
+    """Phone A with an alert, phone B, and an operator."""
+    phone_a = make_user("phone-a")
+    phone_b = make_user("phone-b")
+    operator = make_user("operator", staff=True)
+    return phone_a, phone_b, operator, new_alert(phone_a)
+
+
+def route(name: str, user: User, alert: Alert | uuid.UUID) -> str:
+    alert_id = alert.id if isinstance(alert, Alert) else alert
+    return {
+        "user": f"/ws/user/{user.pk}/",
+        "console": "/ws/alerts/",
+        "alert": f"/ws/alerts/{alert_id}/",
+        "location": f"/ws/location/{alert_id}/",
+        "chat": f"/ws/chat/{alert_id}/",
+    }[name]
+
+
+def mint(user_id: Any, *, exp_in: float = 3600, token_type: str = "access",
+         key: str | None = None, drop: str | None = None) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"token_type": token_type, "exp": now + exp_in, "iat": now,
+                              "jti": uuid.uuid4().hex, "user_id": user_id}
+    if drop is not None:
+        del claims[drop]
+    return jwt.encode(claims, key or settings.SECRET_KEY, algorithm="HS256")
+
+
+# -- 4001: no usable token ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ROUTES)
+async def test_no_token_closes_4001_on_every_route(sockets: Sockets, name: str) -> None:
+    phone, _, operator, alert = await database_sync_to_async(cast)()
+    who = operator if name == "console" else phone
+    assert await sockets.close_code(route(name, who, alert)) == 4001
+
+
+@pytest.mark.parametrize("name", ROUTES)
+async def test_garbage_and_expired_tokens_close_4001_on_every_route(sockets: Sockets, name: str) -> None:
+    phone, _, operator, alert = await database_sync_to_async(cast)()
+    who = operator if name == "console" else phone
+    assert await sockets.close_code(route(name, who, alert), "not.a.jwt") == 4001
+    assert await sockets.close_code(route(name, who, alert), mint(who.pk, exp_in=-60)) == 4001
+
+
+@pytest.mark.parametrize("kind", ["garbage", "expired", "refresh", "wrong_key", "no_exp", "no_user_id",
+                                  "string_user_id", "unknown_user", "inactive_user"])
+async def test_unusable_tokens_close_4001(sockets: Sockets, kind: str) -> None:
+    phone, _, operator, _ = await database_sync_to_async(cast)()
+    token = {
+        "garbage": "garbage",
+        "expired": mint(phone.pk, exp_in=-5),
+        "refresh": tokens.issue(phone.pk, "refresh"),
+        "wrong_key": mint(phone.pk, key="another-secret-key-that-is-long-enough-for-hs256-0123"),
+        "no_exp": mint(phone.pk, drop="exp"),
+        "no_user_id": mint(phone.pk, drop="user_id"),
+        "string_user_id": mint(str(phone.pk)),
+        "unknown_user": mint(phone.pk + operator.pk + 1000),
+        "inactive_user": mint(phone.pk),
+    }[kind]
+    if kind == "inactive_user":
+        await database_sync_to_async(User.objects.filter(pk=phone.pk).update)(is_active=False)
+    assert await sockets.close_code(f"/ws/user/{phone.pk}/", token) == 4001
+
+
+async def test_refresh_token_closes_4001_even_for_staff_console(sockets: Sockets) -> None:
+    _, _, operator, _ = await database_sync_to_async(cast)()
+    assert await sockets.close_code("/ws/alerts/", tokens.issue(operator.pk, "refresh")) == 4001
+
+
+async def test_refused_socket_gets_no_snapshot_before_the_close(sockets: Sockets) -> None:
+    _, _, _, alert = await database_sync_to_async(cast)()
+    comm = await sockets.accepted(f"/ws/alerts/{alert.id}/", "garbage")
+    assert (await comm.receive_output(timeout=3)) == {"type": "websocket.close", "code": 4001}
+    assert await comm.receive_nothing()
+
+
+@pytest.mark.parametrize("name", ROUTES)
+async def test_bearer_header_authenticates(sockets: Sockets, name: str) -> None:
+    phone, _, operator, alert = await database_sync_to_async(cast)()
+    who = operator if name == "console" else phone
+    header = [(b"authorization", f"Bearer {access_token(who)}".encode())]
+    await sockets.open(route(name, who, alert), None, headers=header)
+
+
+@pytest.mark.parametrize("value", ["Token {t}", "Bearer", "Basic {t}", "{t}"])
+async def test_malformed_authorization_header_closes_4001(sockets: Sockets, value: str) -> None:
+    phone, _, _, _ = await database_sync_to_async(cast)()
+    header = [(b"authorization", value.format(t=access_token(phone)).encode())]
+    assert await sockets.close_code(f"/ws/user/{phone.pk}/", headers=header) == 4001
+
+
+async def test_socket_is_closed_4001_when_its_token_expires(sockets: Sockets) -> None:
+    phone, _, _, _ = await database_sync_to_async(cast)()
+    now = int(time.time())
+    exp = now + 2
+    token = jwt.encode({"token_type": "access", "exp": exp, "iat": now, "jti": "short-lived",
+                        "user_id": phone.pk}, settings.SECRET_KEY, algorithm="HS256")
+    comm = await sockets.open(f"/ws/user/{phone.pk}/", token)
+    await comm.send_json_to({"type": "ping", "timestamp": 1})
+    assert (await comm.receive_json_from())["type"] == "pong"  # still open before expiry
+    output = await comm.receive_output(timeout=exp - time.time() + 2)
+    assert output == {"type": "websocket.close", "code": 4001}
+    assert time.time() >= exp - 0.05, "closed before the token expired"
+
+
+async def test_long_lived_token_is_not_closed(sockets: Sockets) -> None:
+    phone, _, _, _ = await database_sync_to_async(cast)()
+    comm = await sockets.open(f"/ws/user/{phone.pk}/", access_token(phone))
+    assert await comm.receive_nothing(timeout=0.3)
+
+
+# -- 4003: not allowed ---------------------------------------------------------------------------
+
+async def test_phone_on_another_users_channel_closes_4003(sockets: Sockets) -> None:
+    phone_a, phone_b, _, _ = await database_sync_to_async(cast)()
+    assert await sockets.close_code(f"/ws/user/{phone_a.pk}/", access_token(phone_b)) == 4003
+    assert await sockets.close_code(f"/ws/user/{phone_a.pk + phone_b.pk + 99}/",
+                                    access_token(phone_b)) == 4003
+
+
+async def test_phone_on_the_operator_console_closes_4003(sockets: Sockets) -> None:
+    phone, _, _, _ = await database_sync_to_async(cast)()
+    comm = await sockets.accepted("/ws/alerts/", access_token(phone))
+    assert (await comm.receive_output(timeout=3)) == {"type": "websocket.close", "code": 4003}
+    assert await comm.receive_nothing()  # no active_alerts leaked
+
+
+@pytest.mark.parametrize("name", ["alert", "location", "chat"])
+async def test_phone_b_on_phone_a_alert_routes_closes_4003(sockets: Sockets, name: str) -> None:
+    phone_a, phone_b, _, alert = await database_sync_to_async(cast)()
+    comm = await sockets.accepted(route(name, phone_a, alert), access_token(phone_b))
+    assert (await comm.receive_output(timeout=3)) == {"type": "websocket.close", "code": 4003}
+    assert await comm.receive_nothing()
+
+
+@pytest.mark.parametrize("name", ["alert", "location", "chat"])
+@pytest.mark.parametrize("who", ["phone", "operator"])
+async def test_unknown_alert_closes_4003(sockets: Sockets, name: str, who: str) -> None:
+    phone, _, operator, _ = await database_sync_to_async(cast)()
+    user = operator if who == "operator" else phone
+    assert await sockets.close_code(route(name, user, uuid.uuid4()), access_token(user)) == 4003
+
+
+@pytest.mark.parametrize("name", ["alert", "location", "chat"])
+async def test_owner_and_operator_are_allowed_on_alert_routes(sockets: Sockets, name: str) -> None:
+    phone_a, _, operator, alert = await database_sync_to_async(cast)()
+    await sockets.open(route(name, phone_a, alert), access_token(phone_a))
+    await sockets.open(route(name, phone_a, alert), access_token(operator))
+
+
+# -- 4004: no such route ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/ws/nope/", "/ws/alerts", "/ws/alerts/not-a-uuid/", "/ws/user/abc/",
+                                  "/ws/chat/", "/api/health/", "/ws/location/{upper}/"])
+async def test_unknown_path_closes_4004(sockets: Sockets, path: str) -> None:
+    phone, _, _, alert = await database_sync_to_async(cast)()
+    path = path.format(upper=str(alert.id).upper())
+    assert await sockets.close_code(path, access_token(phone)) == 4004
+    assert await sockets.close_code(path) == 4004
+
+
+# -- phone-only actions refused to operators ----------------------------------------------------
+
+async def test_operator_location_update_for_someones_alert_is_forbidden(sockets: Sockets) -> None:
+    _, _, operator, alert = await database_sync_to_async(cast)()
+    events = await database_sync_to_async(StreamEvent.objects.count)()
+    console = await sockets.open("/ws/alerts/", access_token(operator))
+    comm = await sockets.open(f"/ws/location/{alert.id}/", access_token(operator))
+    for extra in ({}, {"client_msg_id": "op:1"}):
+        await comm.send_json_to({"type": "location_update", **extra,
+                                 "location": {"latitude": 1.0, "longitude": 2.0, "accuracy": 3}})
+        error = await comm.receive_json_from()
+        assert (error["type"], error["code"]) == ("error", "forbidden")
+        assert error.get("client_msg_id") == extra.get("client_msg_id")
+    assert await comm.receive_nothing()
+    assert await console.receive_nothing()
+    assert await database_sync_to_async(LocationUpdate.objects.count)() == 0
+    assert await database_sync_to_async(ClientMessage.objects.count)() == 0
+    assert await database_sync_to_async(StreamEvent.objects.count)() == events
+    await comm.send_json_to({"type": "ping", "timestamp": 2})
+    assert (await comm.receive_json_from())["type"] == "pong"
+
+
+async def test_operator_cancel_alert_is_forbidden(sockets: Sockets) -> None:
+    phone, _, operator, alert = await database_sync_to_async(cast)()
+    events = await database_sync_to_async(StreamEvent.objects.count)()
+    console = await sockets.open("/ws/alerts/", access_token(operator))
+    user_channel = await sockets.open(f"/ws/user/{phone.pk}/", access_token(phone))
+    comm = await sockets.open(f"/ws/alerts/{alert.id}/", access_token(operator))
+    for extra in ({}, {"client_msg_id": "op:cancel"}):
+        await comm.send_json_to({"type": "cancel_alert", **extra})
+        error = await comm.receive_json_from()
+        assert (error["type"], error["code"]) == ("error", "forbidden")
+    for quiet in (comm, console, user_channel):
+        assert await quiet.receive_nothing()
+    stored = await database_sync_to_async(Alert.objects.get)(pk=alert.pk)
+    assert stored.status == "active"
+    assert await database_sync_to_async(ClientMessage.objects.count)() == 0
+    assert await database_sync_to_async(StreamEvent.objects.count)() == events

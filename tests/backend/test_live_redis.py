@@ -192,12 +192,18 @@ async def test_redis_sockets_survive_idling_and_refusals_leave_nothing_behind(
 # -- one port, two worker processes --------------------------------------------------------------
 
 async def spread(stack: AsyncExitStack, backend: LiveBackend, path: str, account: Account,
-                 snapshot: str | None = None, at_least: int = 3, limit: int = 24
+                 snapshot: str | None = None, at_least: int = 3, limit: int = 40
                  ) -> list[tuple[ClientConnection, int]]:
-    """Open sockets on ``path`` until both workers hold at least one; each with its worker's pid."""
+    """Open sockets on ``path`` until both workers hold at least one; each with its worker's pid.
+
+    Health answers as soon as one worker serves; the other may still be booting (slowly, on a cold
+    CI machine), so attempts are spaced out: at most ``limit`` sockets over about 10 s.
+    """
     port = port_of(backend.url)
     sockets: list[tuple[ClientConnection, int]] = []
-    for _ in range(limit):
+    for attempt in range(limit):
+        if attempt >= at_least:
+            await asyncio.sleep(0.25)
         ws = await opened(stack, backend.url, path, account.access)
         if snapshot is not None:
             assert (await recv_json(ws))["type"] == snapshot

@@ -1,0 +1,161 @@
+"""``simulate``: a whole fleet in virtual time against the modelled backend, then the verdicts.
+
+The run: build the backend model, the wire, ``devices`` phones and ``operators`` dispatchers; run
+the model for ``duration_s``; stop originating and drain for ``drain_s`` so in-flight messages and
+outboxes can land; read what the backend stored (the ``stored`` records); judge the ledger.
+Virtual time runs as fast as the CPU allows; progress is reported through a callback every slice
+of model time, so a caller can draw a progress bar and a Ctrl-C still leaves a judged, partial run.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import simpy
+
+from simulator import checks, correlate
+from simulator.correlate import Correlator
+from simulator.device.phone import Phone
+from simulator.fleet import FleetConfig, phone_spec
+from simulator.ledger import Ledger
+from simulator.operators import Operator
+from simulator.result import GeneratorStats, RunInfo, RunResult
+from simulator.rng import Actor, Concern, generator
+from simulator.transport.backend_model import BackendModel
+from simulator.transport.modelled import Wire
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress display shows."""
+
+    model_s: float
+    end_s: float
+    events: int
+    wall_s: float
+    phase: str  # "run" or "drain"
+
+
+@dataclass
+class Simulation:
+    """A built fleet, ready to run (kept apart from :func:`simulate` so tests can inspect it)."""
+
+    config: FleetConfig
+    env: simpy.Environment
+    ledger: Ledger
+    correlator: Correlator
+    backend: BackendModel
+    wire: Wire
+    phones: list[Phone]
+    operators: list[Operator]
+
+
+def build(config: FleetConfig) -> Simulation:
+    env = simpy.Environment()
+    ledger = Ledger()
+    correlator = Correlator()
+    backend = BackendModel(generator(config.seed, Actor.BACKEND, 0, Concern.SERVICE).random,
+                           drop_rate=config.backend.drop_rate, gap_fill=config.backend.gap_fill)
+    wire = Wire(env, backend, generator(config.seed, Actor.BACKEND, 1, Concern.SERVICE),
+                config.wire)
+    directory: dict[int, str] = {}
+    phones: list[Phone] = []
+    for index in range(config.devices):
+        user_id = index + 1
+        spec, start_at = phone_spec(config, index, user_id)
+        backend.add_user(user_id, staff=False)
+        phone = Phone(spec, config.seed, env, wire, ledger, correlator, config.duration_s)
+        directory[user_id] = phone.name
+        phones.append(phone)
+        wire.at(start_at, phone.start)
+    claims: dict[str, str] = {}
+    operators: list[Operator] = []
+    for index in range(config.operators):
+        user_id = config.devices + index + 1
+        backend.add_user(user_id, staff=True)
+        operator = Operator(index, user_id, env, wire, ledger, correlator,
+                            generator(config.seed, Actor.OPERATOR, index, Concern.OPERATOR),
+                            config.operator, directory, claims,
+                            use_ids=config.policy != "beacon-1.0")
+        operators.append(operator)
+        wire.at(0.0, operator.start)
+    return Simulation(config, env, ledger, correlator, backend, wire, phones, operators)
+
+
+def run_model(sim: Simulation, on_progress: Callable[[Progress], None] | None = None,
+              slices: int = 100) -> float:
+    """Run for the duration then drain; return the model time reached (less if interrupted)."""
+    config = sim.config
+    started = time.monotonic()
+    end = config.duration_s
+    try:
+        for phase, until in (("run", end), ("drain", end + config.drain_s)):
+            begin = sim.env.now
+            step = max((until - begin) / slices, 1e-3)
+            t = begin
+            while t < until:
+                t = min(until, t + step)
+                sim.env.run(until=t)
+                if on_progress is not None:
+                    on_progress(Progress(sim.env.now, end + config.drain_s, sim.wire.events,
+                                         time.monotonic() - started, phase))
+            if phase == "run":
+                _stop_originating(sim)
+    except KeyboardInterrupt:
+        _stop_originating(sim)
+    return float(sim.env.now)
+
+
+def _stop_originating(sim: Simulation) -> None:
+    now = sim.env.now
+    for phone in sim.phones:
+        if not phone.closing:
+            phone.closing = True
+            phone.finish(min(now, sim.config.duration_s))
+    for operator in sim.operators:
+        operator.closing = True
+
+
+def record_stored(sim: Simulation) -> None:
+    """The drain's last step: what the backend holds, matched to origins."""
+    counts: Counter[str] = Counter()
+    for kind, record in sim.backend.stored_records():
+        key: correlate.Key
+        if kind == "create":
+            key = correlate.create_key(record["user"], record["latitude"], record["longitude"])
+        elif kind == "location":
+            key = correlate.location_key(record["alert_id"], record["latitude"], record["longitude"])
+        elif kind == "chat":
+            key = correlate.chat_key(record["message"])
+        else:
+            key = correlate.status_key(record["alert_id"], record["status"])
+        origin = sim.correlator.lookup(key)
+        counts[origin if origin is not None else f"unknown:{key!r}"] += 1
+    for origin, count in sorted(counts.items()):
+        sim.ledger.stored(origin, count)
+
+
+def simulate(config: FleetConfig, on_progress: Callable[[Progress], None] | None = None,
+             strict: bool = False, profile_name: str | None = None) -> tuple[RunResult, Ledger]:
+    """Build, run, drain and judge one fleet."""
+    started_at = datetime.now(UTC).replace(microsecond=0).isoformat()
+    wall = time.monotonic()
+    cpu = time.process_time()
+    sim = build(config)
+    reached = run_model(sim, on_progress)
+    record_stored(sim)
+    run = RunInfo(
+        mode="simulate", profile=profile_name or config.name, seed=config.seed,
+        devices=config.devices, operators=config.operators,
+        duration_s=min(reached, config.duration_s), policy=config.policy, speed=0.0,
+        backend_url="model://reference", backend_embedded=True, started_at=started_at,
+        wall_s=round(time.monotonic() - wall, 3), shards=1,
+    )
+    stats = GeneratorStats(loop_lag_ms=None, cpu_s=round(time.process_time() - cpu, 3),
+                           peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    return checks.judge(sim.ledger, run, config.targets, stats, strict=strict), sim.ledger

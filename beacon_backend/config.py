@@ -36,6 +36,10 @@ class DatabaseUrl:
 def parse_database_url(url: str) -> DatabaseUrl:
     """Parse ``postgresql://user:pass@host:port/name`` (also ``postgres://``)."""
     parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError("BEACON_DATABASE_URL: the port is not a number from 0 to 65535") from None
     if parts.scheme not in ("postgres", "postgresql"):
         raise ConfigError(
             f"BEACON_DATABASE_URL: unsupported scheme {parts.scheme!r} "
@@ -50,7 +54,7 @@ def parse_database_url(url: str) -> DatabaseUrl:
         user=unquote(parts.username or ""),
         password=unquote(parts.password or ""),
         host=parts.hostname or "",
-        port=str(parts.port or ""),
+        port=str(port or ""),
     )
 
 
@@ -58,21 +62,24 @@ def data_dir() -> Path:
     return Path(os.environ.get("BEACON_DATA_DIR", "beacon-data")).resolve()
 
 
-def secret_key(directory: Path) -> str:
-    """The token-signing secret: from the environment, or created once in the data directory.
+def secret_key(directory: Path, create: bool = False) -> str:
+    """The token-signing secret: from the environment, or kept in the data directory.
 
     Every process of a deployment reads the same file, so a token minted by one worker is
-    accepted by the others.
+    accepted by the others. Only :func:`beacon_backend.deployment.configure` creates it
+    (``create=True``); merely loading the settings (a type checker, an import) never writes a
+    file, and gets a throwaway key when there is none.
     """
     explicit = os.environ.get("BEACON_SECRET_KEY")
     if explicit:
         return explicit
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "secret_key"
     try:
         return path.read_text().strip()
     except FileNotFoundError:
-        pass
+        if not create:
+            return secrets.token_urlsafe(48)
+    directory.mkdir(parents=True, exist_ok=True)
     candidate = secrets.token_urlsafe(48)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

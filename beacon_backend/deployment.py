@@ -14,6 +14,10 @@ def configure(data_dir: Path | None = None, database_url: str | None = None,
     """
     if data_dir is not None:
         os.environ["BEACON_DATA_DIR"] = str(Path(data_dir).resolve())
+    from beacon_backend.config import data_dir as configured_dir
+    from beacon_backend.config import secret_key
+
+    secret_key(configured_dir(), create=True)  # before settings load, so every worker shares it
     if database_url:
         os.environ["BEACON_DATABASE_URL"] = database_url
     if redis_url:

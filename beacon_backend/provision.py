@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,15 @@ def usernames(prefix: str, kind: str, count: int) -> list[str]:
     return [f"{prefix}-{kind}-{index:0{width}d}" for index in range(1, count + 1)]
 
 
-def provision(phones: int, operators: int, prefix: str = "fleet") -> dict[str, list[dict[str, Any]]]:
+Credentials = dict[str, list[dict[str, Any]]]
+
+
+def provision(phones: int, operators: int, prefix: str = "fleet",
+              before_commit: Callable[[Credentials], None] | None = None) -> Credentials:
     """Create or reset ``phones`` phone users and ``operators`` staff users; return credentials.
 
+    ``before_commit`` runs inside the transaction with the credentials (the CLI stages the file
+    there): if it raises, no password is changed, so a file and its database never disagree.
     Django must be configured and migrated (see :mod:`beacon_backend.deployment`).
     """
     from django.contrib.auth.models import User
@@ -54,11 +60,14 @@ def provision(phones: int, operators: int, prefix: str = "fleet") -> dict[str, l
                                  batch_size=BATCH)
         ids = {u.username: u.pk for u in _in_chunks(User.objects.only("id", "username"), names)}
 
-    def entry(name: str) -> dict[str, Any]:
-        return {"id": ids[name], "username": name, "password": passwords[name]}
+        def entry(name: str) -> dict[str, Any]:
+            return {"id": ids[name], "username": name, "password": passwords[name]}
 
-    return {"phones": [entry(n) for n, staff in wanted if not staff],
-            "operators": [entry(n) for n, staff in wanted if staff]}
+        credentials = {"phones": [entry(n) for n, staff in wanted if not staff],
+                       "operators": [entry(n) for n, staff in wanted if staff]}
+        if before_commit is not None:
+            before_commit(credentials)
+    return credentials
 
 
 def _in_chunks(query: Any, names: list[str]) -> Iterator[Any]:
@@ -67,12 +76,27 @@ def _in_chunks(query: Any, names: list[str]) -> Iterator[Any]:
         yield from query.filter(username__in=names[start:start + BATCH])
 
 
-def write_credentials(credentials: dict[str, Any], out: Path) -> None:
-    """Write atomically, readable by the owner only (the file holds passwords)."""
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def stage_credentials(credentials: Credentials, out: Path) -> None:
+    """Write ``<out>.partial``, readable by the owner only (the file holds passwords)."""
+    if out.is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(out))
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(credentials, handle, indent=1)
-        handle.write("\n")
-    partial.replace(out)
+    partial = partial_path(out)
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(credentials, handle, indent=1)
+            handle.write("\n")
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def write_credentials(credentials: Credentials, out: Path) -> None:
+    """Write atomically: stage the partial file, then rename it over ``out``."""
+    stage_credentials(credentials, out)
+    partial_path(out).replace(out)

@@ -16,8 +16,9 @@ from beacon_backend.consumers.routes import (
 websocket_urlpatterns = [
     path("ws/user/<int:user_id>/", UserChannel.as_asgi()),
     path("ws/alerts/", OperatorConsole.as_asgi()),
-    path("ws/alerts/<uuid:alert_id>/", AlertChannel.as_asgi()),
-    path("ws/location/<uuid:alert_id>/", LocationChannel.as_asgi()),
-    path("ws/chat/<uuid:alert_id>/", ChatChannel.as_asgi()),
+    # Any alert id is routed: one that names no alert (or no UUID at all) is refused with 4003.
+    re_path(r"^ws/alerts/(?P<alert_id>[^/]+)/$", AlertChannel.as_asgi()),
+    re_path(r"^ws/location/(?P<alert_id>[^/]+)/$", LocationChannel.as_asgi()),
+    re_path(r"^ws/chat/(?P<alert_id>[^/]+)/$", ChatChannel.as_asgi()),
     re_path(r"", UnknownRoute.as_asgi()),
 ]

@@ -57,7 +57,10 @@ def check_redis(url: str, timeout: float = 3.0) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
         raise ServeError(f"BEACON_REDIS_URL: expected redis://host:port/db, got scheme {parts.scheme!r}")
-    host, port = parts.hostname or "localhost", parts.port or 6379
+    try:
+        host, port = parts.hostname or "localhost", parts.port or 6379
+    except ValueError:
+        raise ServeError("--redis-url: the port is not a number from 0 to 65535") from None
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
@@ -91,8 +94,11 @@ def _run_uvicorn(listener: Listener, workers: int) -> int:
                 for sig, handler in originals.items():
                     signal.signal(sig, handler)
 
+    from beacon_backend.logs import logging_config
+
     config = uvicorn.Config(
         APP, workers=workers, log_level="warning", access_log=False, lifespan="off",
+        log_config=logging_config(),
         ws_max_size=MAX_FRAME_BYTES, timeout_graceful_shutdown=5,
     )
     if workers == 1:

@@ -1,4 +1,4 @@
-"""What the backend does for each request, independent of HTTP or WebSocket.
+r"""What the backend does for each request, independent of HTTP or WebSocket.
 
 Each operation runs in one transaction: validate, store the record, append the stream events that
 describe it, remember the ``client_msg_id``. It returns an :class:`Outcome` whose events the caller
@@ -8,12 +8,12 @@ no events: stored once, acknowledged again.
 
 The alert status machine (closed alerts never reopen)::
 
-    active --acknowledge--> acknowledged --respond--> responding
-       |                        |                        |
-       +--------+---------------+-----------+------------+
-                |  resolve (staff) / false_alarm (staff) / cancel (owner)
+    active --acknowledge--> acknowledged --respond--> responding --resolve--> resolved
+       |                        |  \________________resolve_____________/
+       +------------------------+-------------------------+
+                |  false_alarm (staff) / cancel (owner), from any open status
                 v
-       resolved | false_alarm | canceled          (closed: no way out)
+       false_alarm | canceled            (closed, like resolved: no way out)
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ TRANSITIONS: dict[str, Transition] = {
                    "alert_acknowledged", "An operator has acknowledged your alert."),
         Transition(AlertStatus.RESPONDING, (AlertStatus.ACTIVE, AlertStatus.ACKNOWLEDGED), "staff",
                    "alert_updated", "Help is on the way."),
-        Transition(AlertStatus.RESOLVED, OPEN_STATUSES, "staff",
+        Transition(AlertStatus.RESOLVED, (AlertStatus.ACKNOWLEDGED, AlertStatus.RESPONDING), "staff",
                    "alert_resolved", "Your alert has been resolved."),
         Transition(AlertStatus.FALSE_ALARM, OPEN_STATUSES, "staff",
                    "alert_updated", "Your alert was closed as a false alarm."),
@@ -96,8 +96,10 @@ def remembered(sender: User, client_msg_id: str | None, kind: str,
             ClientMessage.objects.create(sender=sender, client_msg_id=client_msg_id, kind=kind,
                                          reply=outcome.reply)
             return outcome
-    except IntegrityError:
-        # A concurrent request with the same id committed first (PostgreSQL); ours rolled back.
+    except (IntegrityError, Refused):
+        # A concurrent request with the same id committed first (PostgreSQL): ours rolled back,
+        # either on the unique key or because the first one already changed what we checked
+        # (an alert it acknowledged can no longer be acknowledged). The first reply stands.
         earlier = _earlier_reply(sender, client_msg_id, kind)
         if earlier is None:
             raise
@@ -172,7 +174,7 @@ def add_location(user: User, alert_id: uuid.UUID | str, data: dict[str, Any], vi
     client_msg_id = validation.client_msg_id(data)
 
     def action() -> Outcome:
-        alert = find_alert(alert_id)
+        alert = find_alert(alert_id, lock=True)  # a cancel committing meanwhile must win
         if alert.user_id != user.pk:
             raise forbidden("only the alert's owner may send its location")
         if alert.status not in OPEN_STATUSES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from beacon_backend import config
+from beacon_backend import config, logs
 
 DATA_DIR = config.data_dir()
 SECRET_KEY = config.secret_key(DATA_DIR)
@@ -89,12 +89,4 @@ BEACON_ALLOWED_ORIGINS = [
 ]
 BEACON_MAX_FRAME_BYTES = 64 * 1024
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"redact_tokens": {"()": "beacon_backend.logs.RedactTokens"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]},
-    },
-    "root": {"handlers": ["console"], "level": "WARNING"},
-}
+LOGGING = logs.logging_config()

@@ -85,6 +85,16 @@ def events_between(stream: str, after: int, upto: int | None, limit: int) -> lis
     return [row.message() for row in rows]
 
 
+def stored_events(seqs: dict[str, int]) -> list[Event]:
+    """The stored events named by ``{stream: seq}`` (to republish them for a repeated request)."""
+    found = []
+    for stream, seq in seqs.items():
+        row = StreamEvent.objects.filter(stream=stream, seq=seq).first()
+        if row is not None:
+            found.append(Event(stream, seq, row.message()))
+    return found
+
+
 def _layer_message(event: Event) -> dict[str, Any]:
     return {"type": EVENT_TYPE, "stream": event.stream, "seq": event.seq, "message": event.message}
 

@@ -6,6 +6,8 @@ from django.urls import path
 
 from beacon_backend import views
 
+handler404 = "beacon_backend.views.not_found"
+
 urlpatterns = [
     path("api/health/", views.health),
     path("api/auth/login/", views.login),

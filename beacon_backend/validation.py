@@ -56,7 +56,32 @@ def text(data: dict[str, Any], field: str, *, max_len: int, required: bool = Fal
         raise bad_field(field, f"must be a string, got {type(value).__name__}")
     if len(value) > max_len:
         raise bad_field(field, f"longer than {max_len} characters")
+    return storable(field, value)
+
+
+def storable(field: str, value: str) -> str:
+    """Refuse text no database stores: NUL (PostgreSQL) and lone surrogates (not UTF-8)."""
+    if "\x00" in value:
+        raise bad_field(field, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_field(field, "is not valid Unicode (a lone surrogate)") from None
     return value
+
+
+def _storable_json(field: str, value: Any, depth: int = 0) -> None:
+    if depth > 20:
+        raise bad_field(field, "is nested too deeply")
+    if isinstance(value, str):
+        storable(field, value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(field, str(key))
+            _storable_json(field, item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _storable_json(field, item, depth + 1)
 
 
 def boolean(data: dict[str, Any], field: str, default: bool = False) -> bool:
@@ -72,6 +97,7 @@ def mapping(data: dict[str, Any], field: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise bad_field(field, "must be an object")
+    _storable_json(field, value)
     return value
 
 
@@ -81,7 +107,7 @@ def client_msg_id(data: dict[str, Any]) -> str | None:
         return None
     if not isinstance(value, str) or not value or len(value) > MAX_CLIENT_MSG_ID:
         raise bad_field("client_msg_id", f"must be a string of 1 to {MAX_CLIENT_MSG_ID} characters")
-    return value
+    return storable("client_msg_id", value)
 
 
 def timestamp(data: dict[str, Any], field: str = "timestamp") -> str:
@@ -93,7 +119,7 @@ def timestamp(data: dict[str, Any], field: str = "timestamp") -> str:
     result = str(value)
     if len(result) > 40:
         raise bad_field(field, "longer than 40 characters")
-    return result
+    return storable(field, result)
 
 
 @dataclass(frozen=True)

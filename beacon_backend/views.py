@@ -19,7 +19,6 @@ from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from beacon_backend import services, streams, tokens
 from beacon_backend.auth import bearer, identify
@@ -43,22 +42,35 @@ def body(request: HttpRequest) -> dict[str, Any]:
         return {}
     try:
         return json_object(json.loads(request.body))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise Refused("invalid_json", "the request body is not valid JSON") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise Refused("invalid_json", "the request body is not valid JSON (or nested too deeply)") from None
 
 
-def api(view: View) -> View:
-    """JSON endpoint: CSRF-exempt, refusals become JSON errors."""
+def api(method: str) -> Callable[[View], View]:
+    """A JSON endpoint for one HTTP method: CSRF-exempt; refusals and wrong methods become JSON."""
 
-    @csrf_exempt
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except Refused as refused:
-            return refusal(refused)
+    def decorate(view: View) -> View:
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method != method:
+                response = JsonResponse({"success": False, "code": "method_not_allowed",
+                                         "error": f"use {method}"}, status=405)
+                response["Allow"] = method
+                return response
+            try:
+                return view(request, *args, **kwargs)
+            except Refused as refused:
+                return refusal(refused)
 
-    return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return JsonResponse({"success": False, "code": "not_found", "error": "no such endpoint"},
+                        status=404)
 
 
 def signed_in(request: HttpRequest) -> User:
@@ -70,8 +82,7 @@ def signed_in(request: HttpRequest) -> User:
 
 # -- auth ----------------------------------------------------------------------------------------
 
-@require_POST
-@api
+@api("POST")
 def login(request: HttpRequest) -> HttpResponse:
     data = body(request)
     username = text(data, "username", max_len=150, required=True)
@@ -84,8 +95,7 @@ def login(request: HttpRequest) -> HttpResponse:
                          "user": user_dict(user)})
 
 
-@require_POST
-@api
+@api("POST")
 def refresh(request: HttpRequest) -> HttpResponse:
     data = body(request)
     token = text(data, "refresh", max_len=4096, required=True)
@@ -100,8 +110,7 @@ def refresh(request: HttpRequest) -> HttpResponse:
     return JsonResponse(tokens.issue_pair(claims.user_id))
 
 
-@require_POST
-@api
+@api("POST")
 def register(request: HttpRequest) -> HttpResponse:
     data = body(request)
     username = text(data, "username", max_len=150, required=True).strip()
@@ -129,8 +138,7 @@ def _published(outcome: services.Outcome, status: int = 200) -> JsonResponse:
                         status=status)
 
 
-@require_POST
-@api
+@api("POST")
 def create_alert(request: HttpRequest) -> HttpResponse:
     user = signed_in(request)
     return _published(services.create_alert(user, body(request)), status=201)
@@ -163,8 +171,7 @@ def _page_link(request: HttpRequest, number: int) -> str:
     return f"{request.path}?{query.urlencode()}"
 
 
-@require_GET
-@api
+@api("GET")
 def list_alerts(request: HttpRequest) -> HttpResponse:
     user = signed_in(request)
     query = Alert.objects.all() if user.is_staff else Alert.objects.filter(user=user)
@@ -181,8 +188,7 @@ def _visible_alert(user: User, alert_id: str) -> Alert:
     return alert
 
 
-@require_GET
-@api
+@api("GET")
 def alert_detail(request: HttpRequest, alert_id: str) -> HttpResponse:
     user = signed_in(request)
     alert = _visible_alert(user, alert_id)
@@ -190,32 +196,28 @@ def alert_detail(request: HttpRequest, alert_id: str) -> HttpResponse:
     return JsonResponse({**alert_dict(alert), "location_history": history})
 
 
-@require_GET
-@api
+@api("GET")
 def alert_locations(request: HttpRequest, alert_id: str) -> HttpResponse:
     user = signed_in(request)
     alert = _visible_alert(user, alert_id)
     return _page(request, alert.locations.all(), location_dict)
 
 
-@require_GET
-@api
+@api("GET")
 def alert_messages(request: HttpRequest, alert_id: str) -> HttpResponse:
     user = signed_in(request)
     alert = _visible_alert(user, alert_id)
     return _page(request, alert.chat_messages.select_related("sender"), chat_dict)
 
 
-@require_POST
-@api
+@api("POST")
 def post_location(request: HttpRequest, alert_id: str) -> HttpResponse:
     user = signed_in(request)
     return _published(services.add_location(user, alert_id, body(request), "http"))
 
 
 def status_view(target: str) -> Callable[..., HttpResponse]:
-    @require_POST
-    @api
+    @api("POST")
     def view(request: HttpRequest, alert_id: str) -> HttpResponse:
         user = signed_in(request)
         return _published(services.change_status(user, alert_id, target, body(request)))
@@ -224,6 +226,6 @@ def status_view(target: str) -> Callable[..., HttpResponse]:
     return view
 
 
-@require_GET
+@api("GET")
 def health(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +159,88 @@ def test_serve_on_a_busy_port(tmp_path: Path, busy_port: int) -> None:
     done = cli("backend", "serve", "--data-dir", str(tmp_path / "data"), "--port", str(busy_port),
                timeout=30)
     one_line_refusal(done, "cannot listen", str(busy_port))
+
+
+# -- ports out of range, unusable databases: exit 2, one line, no traceback ------------------------
+
+def test_redis_url_with_a_port_out_of_range(tmp_path: Path) -> None:
+    done = cli("backend", "serve", "--data-dir", str(tmp_path / "data"), "--port", "0",
+               "--redis-url", "redis://127.0.0.1:99999/0", timeout=30)
+    one_line_refusal(done, "--redis-url", "port")
+
+
+@pytest.mark.parametrize("command", ["provision", "serve"])
+def test_database_url_with_a_port_out_of_range(tmp_path: Path, command: str) -> None:
+    done = cli(*command_args(command, tmp_path),
+               env={"BEACON_DATABASE_URL": "postgresql://u@127.0.0.1:99999/db"}, timeout=30)
+    one_line_refusal(done, "BEACON_DATABASE_URL", "port")
+    assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.parametrize("command", ["provision", "serve"])
+def test_unreachable_postgresql(tmp_path: Path, command: str) -> None:
+    port = free_port()
+    done = cli(*command_args(command, tmp_path),
+               env={"BEACON_DATABASE_URL": f"postgresql://u@127.0.0.1:{port}/db"}, timeout=60)
+    one_line_refusal(done, "database", str(port))
+    assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.parametrize("command", ["provision", "serve"])
+def test_a_database_file_that_is_a_directory(tmp_path: Path, command: str) -> None:
+    (tmp_path / "data" / "beacon.sqlite3").mkdir(parents=True)
+    done = cli(*command_args(command, tmp_path), timeout=30)
+    one_line_refusal(done, "database")
+    assert list((tmp_path / "data" / "beacon.sqlite3").iterdir()) == []
+    assert not (tmp_path / "c.json").exists()
+
+
+def command_args(command: str, tmp_path: Path) -> list[str]:
+    if command == "provision":
+        return provision_args(tmp_path / "data", tmp_path / "c.json")
+    return ["backend", "serve", "--data-dir", str(tmp_path / "data"), "--port", "0"]
+
+
+# -- provision --out that cannot be written: nothing changes ---------------------------------------
+
+LOGINS = (
+    "import json, sys\n"
+    "from beacon_backend.deployment import configure\n"
+    "configure(sys.argv[1])\n"
+    "from django.contrib.auth import authenticate\n"
+    "creds = json.load(open(sys.argv[2]))\n"
+    "entries = creds['phones'] + creds['operators']\n"
+    "ok = [authenticate(username=e['username'], password=e['password']) is not None for e in entries]\n"
+    "print(sum(ok), len(ok))\n"
+)
+
+
+def logins(data_dir: Path, credentials: Path) -> tuple[int, int]:
+    """How many of the file's accounts log in to the data dir's database (and how many there are)."""
+    done = subprocess.run([sys.executable, "-c", LOGINS, str(data_dir), str(credentials)],
+                          capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("BEACON_")})
+    assert done.returncode == 0, done.stderr
+    good, total = done.stdout.split()
+    return int(good), int(total)
+
+
+def test_provision_into_an_existing_directory_changes_no_password(tmp_path: Path) -> None:
+    data_dir, first = tmp_path / "data", tmp_path / "c.json"
+    assert cli(*provision_args(data_dir, first)).returncode == 0
+    assert logins(data_dir, first) == (4, 4)
+    before = first.read_text()
+
+    target = tmp_path / "creds-dir"
+    target.mkdir()
+    done = cli(*provision_args(data_dir, target))
+    one_line_refusal(done, "--out", str(target))
+    assert list(target.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "creds-dir", "data"]  # no .partial
+    assert first.read_text() == before
+    assert logins(data_dir, first) == (4, 4), "the failed run changed the passwords"
+
+    again = tmp_path / "c2.json"  # the same run with a usable --out does reset them
+    assert cli(*provision_args(data_dir, again)).returncode == 0
+    assert logins(data_dir, again) == (4, 4)
+    assert logins(data_dir, first) == (0, 4)

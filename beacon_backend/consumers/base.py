@@ -6,14 +6,15 @@ missing, invalid or expired token, or a refresh token) and the route's access ru
 
 * a text frame must be a JSON object with a string ``type`` that the route handles; anything else
   gets ``{"type": "error", "code": ...}`` and the socket stays open. A binary frame gets an error
-  too; a frame over 64 KiB closes the socket with 1009.
+  too; a frame over 64 KiB closes the socket with 1009. An action on someone else's behalf (an
+  operator sending a phone-only message) gets ``error forbidden`` and the socket is closed 4003.
 * an action that carries ``client_msg_id`` is answered with ``ack`` once its record is committed
   (a repeat is acknowledged again, never stored twice); without one, with ``success``.
-* every frame the server sends carries ``seq``. Stream events carry their own (strictly increasing,
-  gap-free per stream); replies carry the last event seq this socket delivered, so a client may
-  always resume from the highest ``seq`` it has seen *on events*. ``ack.seq`` is the seq of the
-  event the action produced on this socket's stream (``result.seqs`` has all of them), or the last
-  delivered seq when it produced none there.
+* every frame the server sends carries ``seq``, and on one socket it never decreases. Stream
+  events carry their own (strictly increasing, gap-free per stream); replies carry the last event
+  seq this socket delivered, so a client may resume from the highest ``seq`` it has seen. Before
+  an ``ack``, the socket is sent its own stream's copy of the event the action produced, so the
+  ack's ``seq`` covers it (``result.seqs`` lists the seq the action got on every stream).
 * catching up: without ``?since=`` the socket starts at the stream head (routes with a snapshot send
   it); with ``?since=N`` it first replays the events after N from the database, or sends
   ``resync_required`` if it cannot. A live event that arrives ahead of a gap pulls the missing
@@ -75,10 +76,11 @@ class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
         except Refused:
             await self.close(CLOSE_FORBIDDEN)
             return
+        if self.stream is not None and self.follows_stream():
+            # Subscribe before reading the head: nothing committed after the read can be missed.
+            await self.channel_layer.group_add(self.stream, self.channel_name)
         if identity.expires_at is not None:
             self._expiry = asyncio.ensure_future(self._close_at(identity.expires_at))
-        if self.stream is not None and self.follows_stream():
-            await self.channel_layer.group_add(self.stream, self.channel_name)
         await self.catch_up()
 
     async def disconnect(self, code: int) -> None:
@@ -130,16 +132,39 @@ class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.reply(error)
 
     async def confirm(self, data: dict[str, Any], outcome: Outcome, message: str) -> None:
-        """Publish the outcome's events, then ``ack`` (with client_msg_id) or ``success``."""
-        await streams.publish(outcome.events)
+        """Publish the outcome's events, then ``ack`` (with client_msg_id) or ``success``.
+
+        This socket's own copy of the event it caused is delivered (from the database) before the
+        reply, so ``seq`` never goes backwards on the wire and the ack's ``seq`` is a safe resume
+        point. A repeat republishes the stored events: a listener that lost them gets them now,
+        the others drop them by ``seq``.
+        """
+        events = outcome.events
+        if outcome.repeated:
+            events = await database_sync_to_async(streams.stored_events)(outcome.reply.get("seqs", {}))
+        await streams.publish(events)
+        produced = outcome.reply.get("seqs", {}).get(self.stream)
+        if isinstance(produced, int) and self.follows_stream() and produced > self.last_seq:
+            await self.deliver_until(produced)
         client_msg_id = data.get("client_msg_id")
         if isinstance(client_msg_id, str):
-            seqs = outcome.reply.get("seqs", {})
-            await self.send_json({"type": "ack", "client_msg_id": client_msg_id,
-                                  "seq": seqs.get(self.stream, self.last_seq),
-                                  "repeated": outcome.repeated, "result": outcome.reply})
+            await self.reply({"type": "ack", "client_msg_id": client_msg_id,
+                              "repeated": outcome.repeated, "result": outcome.reply})
         else:
             await self.reply({"type": "success", "message": message, "result": outcome.reply})
+
+    async def deliver_until(self, seq: int) -> None:
+        """Send this socket's stream events after ``last_seq`` up to ``seq``, from the database."""
+        if self.stream is None:
+            return
+        missing = await database_sync_to_async(streams.events_between)(
+            self.stream, self.last_seq, seq, settings.BEACON_REPLAY_LIMIT)
+        if missing is None:
+            await self.reply({"type": "resync_required", "since": self.last_seq, "head": seq})
+        else:
+            for message in missing:
+                await self.send_json(message)
+        self.last_seq = max(self.last_seq, seq)
 
     # -- catching up and following the stream ----------------------------------------------------
 
@@ -171,13 +196,7 @@ class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
         if seq <= self.last_seq or not self.is_open:
             return
         if seq > self.last_seq + 1:
-            missing = await database_sync_to_async(streams.events_between)(
-                event["stream"], self.last_seq, seq - 1, settings.BEACON_REPLAY_LIMIT)
-            if missing is None:
-                await self.reply({"type": "resync_required", "since": self.last_seq, "head": seq})
-            else:
-                for message in missing:
-                    await self.send_json(message)
+            await self.deliver_until(seq - 1)
         self.last_seq = seq
         await self.send_json(event["message"])
 
@@ -193,8 +212,8 @@ class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         try:
             data = json_object(json.loads(text_data))
-        except json.JSONDecodeError:
-            await self.send_error("invalid_json", "the frame is not valid JSON")
+        except (json.JSONDecodeError, RecursionError):
+            await self.send_error("invalid_json", "the frame is not valid JSON (or nested too deeply)")
             return
         except Refused as refused:
             await self.send_error(refused.code, refused.message)
@@ -210,12 +229,27 @@ class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
         try:
             await handler(data)
         except Refused as refused:
+            if refused.code == "forbidden" and refused.http_status == 403:
+                # Someone else's alert, or an operator trying a phone-only action: refused as a
+                # cross-user connect would be. The reason goes first, for clients that log it.
+                await self.send_error(refused.code, refused.message, data)
+                await self.close(CLOSE_FORBIDDEN)
+                return
             await self.send_error(refused.code, refused.message, data)
         except Exception:
             log.exception("handler for %s failed", kind)
             await self.send_error("internal_error", "the server could not handle this message", data)
 
     async def ping(self, data: dict[str, Any]) -> None:
+        """``pong``; first, any stream events this socket should have had but did not get.
+
+        A live event is the usual way a gap is noticed; the heartbeat catches the case where the
+        lost event was the last one (a full channel-layer queue, an expired Redis message).
+        """
+        if self.stream is not None and self.follows_stream():
+            head = await database_sync_to_async(streams.head)(self.stream)
+            if head > self.last_seq:
+                await self.deliver_until(head)
         pong: dict[str, Any] = {"type": "pong"}
         if "timestamp" in data:
             pong["timestamp"] = data["timestamp"]

@@ -12,13 +12,15 @@ from beacon_backend.errors import bad_field, forbidden
 from beacon_backend.models import Alert
 from beacon_backend.serializers import alert_dict
 
+MAX_USER_ID = 2**63 - 1  # a bigger id names no user (and would overflow a group name)
+
 
 class UserChannel(BeaconSocket):
     """``/ws/user/{user_id}/``: the phone's own channel (status updates, operator messages)."""
 
     async def authorize(self) -> None:
         owner = int(self.scope["url_route"]["kwargs"]["user_id"])
-        if owner != self.user.pk and not self.user.is_staff:
+        if owner > MAX_USER_ID or (owner != self.user.pk and not self.user.is_staff):
             raise forbidden("not your user channel")
         self.stream = streams.user_stream(owner)
 
@@ -110,9 +112,9 @@ class LocationChannel(BeaconSocket):
         location = data.get("location")
         if not isinstance(location, dict):
             raise bad_field("location", "must be an object")
-        fields = {**location, "timestamp": data.get("timestamp", location.get("timestamp"))}
-        if "client_msg_id" in data:
-            fields["client_msg_id"] = data["client_msg_id"]
+        # The idempotency key is the message's own (top level), never one inside the location.
+        fields = {**location, "timestamp": data.get("timestamp", location.get("timestamp")),
+                  "client_msg_id": data.get("client_msg_id")}
         outcome = await database_sync_to_async(services.add_location)(
             self.user, self.alert.id, fields, "ws")
         await self.confirm(data, outcome, "Location updated")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,32 @@ def communicator(path: str, token: str | None = None, *, since: int | None = Non
         query.append(f"since={since}")
     url = path + ("?" + "&".join(query) if query else "")
     return WebsocketCommunicator(application, url, headers=headers or [])
+
+
+@contextmanager
+def isolated_logging() -> Iterator[io.StringIO]:
+    """Apply logging configurations freely inside; stderr is captured; everything is put back after."""
+    manager = logging.Logger.manager
+    names = ["", *manager.loggerDict]
+    saved = {}
+    for name in names:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.handlers[:], logger.level, logger.propagate, logger.disabled,
+                       logger.filters[:])
+    stderr = sys.stderr
+    sys.stderr = captured = io.StringIO()
+    try:
+        yield captured
+    finally:
+        sys.stderr = stderr
+        for name in ["", *manager.loggerDict]:
+            logger = logging.getLogger(name)
+            handlers, level, propagate, disabled, filters = saved.get(name, ([], logging.NOTSET, True,
+                                                                            False, []))
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
+            logger.filters[:] = filters
 
 
 # -- processes -----------------------------------------------------------------------------------

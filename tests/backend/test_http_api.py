@@ -301,10 +301,13 @@ OPEN = ("active", "acknowledged", "responding")
 CLOSED = ("resolved", "canceled", "false_alarm")
 ACTIONS = {"acknowledge": "acknowledged", "respond": "responding", "resolve": "resolved",
            "false-alarm": "false_alarm", "cancel": "canceled"}
-LEGAL = [("active", "acknowledge"), ("active", "respond"), ("acknowledged", "respond")] + [
-    (start, action) for start in OPEN for action in ("resolve", "false-alarm", "cancel")]
-ILLEGAL = [("acknowledged", "acknowledge"), ("responding", "acknowledge"), ("responding", "respond")] + [
-    (start, action) for start in CLOSED for action in ACTIONS]
+# PROTOCOL: active -> acknowledged -> (responding) -> resolved; false_alarm (staff) and cancel (owner)
+# from any open status; closed alerts never reopen.
+LEGAL = [("active", "acknowledge"), ("active", "respond"), ("acknowledged", "respond"),
+         ("acknowledged", "resolve"), ("responding", "resolve")] + [
+    (start, action) for start in OPEN for action in ("false-alarm", "cancel")]
+ILLEGAL = [("acknowledged", "acknowledge"), ("responding", "acknowledge"), ("responding", "respond"),
+           ("active", "resolve")] + [(start, action) for start in CLOSED for action in ACTIONS]
 
 
 def actor(people: People, action: str) -> str:
@@ -475,6 +478,84 @@ def test_wrong_methods_are_405_and_health_is_200(http: Client, people: People) -
     assert post(http, ALERTS, {}, people.alice.token).status_code == 405
     health = http.get("/api/health/")
     assert health.status_code == 200 and health.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("get", LOGIN, "POST"), ("get", REFRESH, "POST"), ("put", REGISTER, "POST"),
+    ("get", CREATE, "POST"), ("post", ALERTS, "GET"), ("delete", ALERTS, "GET"),
+    ("post", "/api/health/", "GET"), ("post", alert_url("{alert}"), "GET"),
+    ("get", alert_url("{alert}", "cancel"), "POST"), ("get", alert_url("{alert}", "location"), "POST"),
+    ("post", alert_url("{alert}", "messages"), "GET"), ("patch", alert_url("{alert}", "resolve"), "POST"),
+])
+def test_a_wrong_method_is_a_json_405_with_an_allow_header(http: Client, people: People, method: str,
+                                                           path: str, allowed: str) -> None:
+    alert = alert_in(people, "active")
+    before = Alert.objects.filter(pk=alert.pk).values().get()
+    response = getattr(http, method)(path.format(alert=alert.id), **auth(people.op.token))
+    data = refused(response, 405, "method_not_allowed")
+    assert response["Content-Type"] == "application/json"
+    assert response["Allow"] == allowed
+    assert isinstance(data["error"], str) and data["error"]
+    assert Alert.objects.filter(pk=alert.pk).values().get() == before
+
+
+@pytest.mark.parametrize("path", ["/api/no-such-page/", "/", "/api/auth/", "/api/auth/alerts/x/y/z/",
+                                  "/api/health", "/ws/user/1/", "/admin/"])
+def test_an_unknown_path_is_a_json_404(http: Client, people: People, path: str) -> None:
+    for response in (get(http, path, people.alice.token), post(http, path, {}, people.alice.token)):
+        data = refused(response, 404, "not_found")
+        assert response["Content-Type"] == "application/json"
+        assert isinstance(data["error"], str) and data["error"]
+
+
+# -- deeply nested JSON, NUL and lone surrogates ----------------------------------------------------
+
+DEEP = {"open-arrays": "[" * 20000, "open-objects": '{"a":' * 4000,
+        "closed-arrays": "[" * 10000 + "]" * 10000}
+
+
+@pytest.mark.parametrize("raw", list(DEEP.values()), ids=list(DEEP))
+def test_deeply_nested_json_is_a_400_not_a_500(people: People, raw: str) -> None:
+    client = Client(raise_request_exception=False)
+    assert len(raw.encode()) >= 20000
+    refused(post(client, CREATE, raw=raw, token=people.alice.token), 400, "invalid_json")
+    refused(post(client, LOGIN, raw=raw), 400, "invalid_json")
+    assert Alert.objects.count() == 0
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "\x00", "\ud800", "x\udfffy", "\udc00\ud800"])
+def test_nul_and_lone_surrogates_in_text_fields_are_400(people: People, bad: str) -> None:
+    """JSON carries both as escapes (json.dumps writes \\u0000 and \\ud800); neither can be stored
+    faithfully, so both are refused and nothing is stored."""
+    client = Client(raise_request_exception=False)
+    response = post(client, CREATE, {"latitude": 1, "longitude": 2, "description": bad}, people.alice.token)
+    assert refused(response, 400, "invalid_field")["error"].startswith("description:")
+    alert_id = create(client, people.alice.token)["alert_id"]
+    response = post(client, alert_url(alert_id, "location"),
+                    {"latitude": 1, "longitude": 2, "accuracy": 3, "provider": bad}, people.alice.token)
+    assert refused(response, 400, "invalid_field")["error"].startswith("provider:")
+    response = post(client, alert_url(alert_id, "false-alarm"), {"notes": bad}, people.op.token)
+    assert refused(response, 400, "invalid_field")["error"].startswith("notes:")
+    response = post(client, REGISTER, {"username": f"u{bad}", "password": "s3cret-pass",
+                                       "password2": "s3cret-pass"})
+    assert refused(response, 400, "invalid_field")["error"].startswith("username:")
+    assert Alert.objects.count() == 1 and LocationUpdate.objects.count() == 0
+    assert Alert.objects.get().status == "active"
+    assert User.objects.count() == 3
+    assert StreamEvent.objects.count() == 1  # the one good alert's new_alert
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "\ud800"])
+def test_nul_and_lone_surrogates_in_ids_and_timestamps_are_400(people: People, bad: str) -> None:
+    client = Client(raise_request_exception=False)
+    response = post(client, CREATE, {**SPOT, "client_msg_id": bad}, people.alice.token)
+    refused(response, 400, "invalid_field")
+    response = post(client, CREATE, {**SPOT, "device_info": {"model": bad}}, people.alice.token)
+    refused(response, 400, "invalid_field")
+    assert Alert.objects.count() == 0
+    alert_id = create(client, people.alice.token)["alert_id"]
+    response = post(client, alert_url(alert_id, "location"), {**SPOT, "timestamp": bad}, people.alice.token)
+    refused(response, 400, "invalid_field")
 
 
 # -- broadcasts from HTTP ------------------------------------------------------------------------

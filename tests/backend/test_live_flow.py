@@ -9,6 +9,7 @@ the same flow, tokens never reach the server's output, and SIGINT/SIGTERM stop t
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -16,8 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
+from django.conf import settings
+from django.utils.log import configure_logging
 
-from tests.backend.fixtures import LiveBackend, start_backend
+from beacon_backend import server, tokens
+from tests.backend.fixtures import LiveBackend, isolated_logging, start_backend
 from tests.backend.live_helpers import (
     Account,
     assert_quiet,
@@ -310,11 +315,46 @@ async def test_tokens_never_reach_the_server_output(tmp_path: Path, server: str)
             refreshed = await client.post("api/token/refresh/", json={"refresh": phone.refresh})
             assert refreshed.status_code == 200
             new_access = refreshed.json()["access"]
+            # Django logs every 4xx with its path: a token in the path reaches the log record.
+            assert (await client.get(f"api/no-such-page/{phone.access}/")).status_code == 404
+            assert (await client.post(f"api/no-such-page/{phone.refresh}/")).status_code == 404
         assert backend.stop() == 0
 
     output = "".join(backend.output)
     assert "Beacon backend on " + base in output  # the output was captured
+    assert output.count("Not Found: /api/no-such-page/[redacted]/") == 2  # logged, and redacted
     for secret in (phone.access, phone.refresh, forged, new_access):
+        assert secret not in output
+        assert secret.rsplit(".", 1)[1] not in output, "a token signature reached the output"
+
+
+def test_what_the_server_logs_is_redacted_even_in_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process, the live test's missing half: the logging a served backend runs with (Django's
+    settings, then the configuration ``server`` hands to Uvicorn) must blank a real token that a
+    crash puts into a log record, traceback included, on the Uvicorn and Django loggers."""
+    started: list[uvicorn.Config] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: started.append(self.config))
+    live = tokens.issue(7, "access")
+    refresh = tokens.issue(7, "refresh")
+    with isolated_logging() as captured:
+        configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)  # what django.setup() applies
+        listener = server.bind("127.0.0.1", 0)
+        try:
+            assert server.run(listener, "uvicorn", 1) == 0  # builds uvicorn's Config: its logging
+        finally:
+            listener.sock.close()
+        assert len(started) == 1
+        for name in ("uvicorn.error", "uvicorn", "django", "django.request", "daphne", "beacon_backend"):
+            try:
+                raise RuntimeError(f"consumer crashed on /ws/user/7/?token={live} with {refresh!r}")
+            except RuntimeError:
+                logging.getLogger(name).exception("Exception in ASGI application %s", f"Bearer {live}")
+        for handler in logging.getLogger("uvicorn").handlers + logging.getLogger().handlers:
+            handler.flush()
+    output = captured.getvalue()
+    assert output.count("Traceback (most recent call last)") == 6, output
+    assert output.count("RuntimeError: consumer crashed on /ws/user/7/?token=[redacted]") == 6, output
+    for secret in (live, refresh):
         assert secret not in output
         assert secret.rsplit(".", 1)[1] not in output, "a token signature reached the output"
 

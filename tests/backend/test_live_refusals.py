@@ -20,6 +20,7 @@ from tests.backend.live_helpers import (
     Account,
     assert_quiet,
     bearer,
+    close_code,
     create_alert,
     http_client,
     location,
@@ -72,6 +73,10 @@ async def test_cross_user_sockets_are_closed_with_4003(live_backend: LiveBackend
         assert await refused_with(base, path, phone_b.access) == 4003, path
     for path in alert_routes(str(uuid.uuid4())):  # an unknown alert is refused the same way
         assert await refused_with(base, path, phone_a.access) == 4003, path
+    for path in alert_routes("not-a-uuid"):  # and so is an id that is no UUID at all
+        assert await refused_with(base, path, operator.access) == 4003, path
+    assert await refused_with(base, f"ws/user/{2**63}/", operator.access) == 4003
+    assert await refused_with(base, f"ws/user/{10**120}/", operator.access) == 4003
 
     # The same routes serve the right people.
     async with AsyncExitStack() as stack:
@@ -181,18 +186,24 @@ async def test_websocket_actions_for_the_other_role_are_refused(live_backend: Li
         assert (await recv_json(console))["type"] == "active_alerts"
         user = await opened(stack, base, f"ws/user/{phone_a.id}/", phone_a.access)
 
+        # An operator's phone-only actions are refused like a cross-user connect: the reason,
+        # then the socket is closed with 4003.
         listener = await opened(stack, base, f"ws/location/{alert_id}/", operator.access)
-        await send_json(listener, {"type": "location_update", "location": location(40.7128, -74.006)})
+        await send_json(listener, {"type": "location_update", "location": location(40.7128, -74.006),
+                                   "client_msg_id": "op:loc"})
         error = await recv_json(listener)
-        assert (error["type"], error["code"]) == ("error", "forbidden"), error
-        await ping_is_next(listener)  # the socket stays open
+        assert (error["type"], error["code"], error["client_msg_id"]) == ("error", "forbidden", "op:loc")
+        assert await close_code(listener) == 4003
 
         status = await opened(stack, base, f"ws/alerts/{alert_id}/", operator.access)
         assert (await recv_json(status))["type"] == "alert_status"
         await send_json(status, {"type": "cancel_alert"})
         error = await recv_json(status)
         assert (error["type"], error["code"]) == ("error", "forbidden"), error
-        await ping_is_next(status)
+        assert await close_code(status) == 4003
+
+        still = await opened(stack, base, f"ws/location/{alert_id}/", operator.access)
+        await ping_is_next(still)  # refusing one socket closed only that one
 
         own = await opened(stack, base, f"ws/alerts/{alert_id}/", phone_a.access)
         assert (await recv_json(own))["type"] == "alert_status"

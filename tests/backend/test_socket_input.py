@@ -49,6 +49,8 @@ class Sockets:
 
     async def close_all(self) -> None:
         for comm in self.opened:
+            if comm.future.cancelled():  # a receive timed out: the test already failed
+                continue
             await comm.disconnect(timeout=3)
 
 
@@ -159,6 +161,29 @@ async def test_each_route_refuses_other_routes_messages(sockets: Sockets, name: 
     await still_alive(comm)
     assert await database_sync_to_async(counts)() == before
     assert (await database_sync_to_async(Alert.objects.get)(pk=alert.pk)).status == "active"
+
+
+DEEP = {
+    "open-arrays": "[" * 20000,
+    "open-objects": '{"a":' * 4000,
+    "closed-arrays": "[" * 10000 + "]" * 10000,
+    "in-a-message": '{"type": "chat_message", "message": ' + "[" * 10000 + "]" * 10000 + "}",
+}
+
+
+@pytest.mark.parametrize("frame", list(DEEP.values()), ids=list(DEEP))
+@pytest.mark.parametrize("route", ["user", "chat"])
+async def test_deeply_nested_json_is_invalid_json_and_the_socket_lives(sockets: Sockets, frame: str,
+                                                                       route: str) -> None:
+    """About 20 KB of nesting is under the frame limit but beyond the parser's recursion limit."""
+    phone, _, alert = await database_sync_to_async(cast)()
+    path = f"/ws/user/{phone.pk}/" if route == "user" else f"/ws/chat/{alert.id}/"
+    comm = await sockets.open(path, phone)
+    assert 20000 <= len(frame.encode()) < MAX_FRAME
+    await comm.send_to(text_data=frame)
+    await expect_error(comm, "invalid_json")
+    await still_alive(comm)
+    assert await database_sync_to_async(counts)() == (0, 0, 0, 1)  # only the alert's new_alert
 
 
 # -- frame size ------------------------------------------------------------------------------
@@ -324,11 +349,60 @@ async def test_bad_chat_messages_store_nothing(sockets: Sockets, frame: Message)
     assert await database_sync_to_async(counts)() == before
 
 
+@pytest.mark.parametrize("raw", [
+    '{"type": "chat_message", "message": "\\u0000"}',
+    '{"type": "chat_message", "message": "hi\\u0000there"}',
+    '{"type": "chat_message", "message": "\\ud800"}',
+    '{"type": "chat_message", "message": "a\\udfffb", "client_msg_id": "p:s"}',
+    '{"type": "chat_message", "message": "\\udc00\\ud800"}',
+], ids=["nul", "nul-inside", "high-surrogate", "low-surrogate-with-id", "reversed-pair"])
+async def test_nul_and_lone_surrogates_in_chat_store_nothing(sockets: Sockets, raw: str) -> None:
+    """JSON can carry NUL and a lone surrogate as escapes; the text field refuses both."""
+    phone, operator, alert = await database_sync_to_async(cast)()
+    listener = await sockets.open(f"/ws/chat/{alert.id}/", operator)
+    comm = await sockets.open(f"/ws/chat/{alert.id}/", phone)
+    before = await database_sync_to_async(counts)()
+    await comm.send_to(text_data=raw)
+    error = await expect_error(comm, "invalid_field")
+    assert error["message"].startswith("message:")
+    await still_alive(comm)
+    assert await listener.receive_nothing()
+    assert await database_sync_to_async(counts)() == before
+
+
+@pytest.mark.parametrize(("where", "raw"), [
+    ("location", '{"type": "location_update", "location": {"latitude": 1, "longitude": 2, '
+                 '"provider": "g\\u0000ps"}}'),
+    ("location", '{"type": "location_update", "location": {"latitude": 1, "longitude": 2, '
+                 '"provider": "\\ud83d"}}'),
+    ("console", '{"type": "false_alarm", "alert_id": "{alert}", "notes": "\\u0000"}'),
+    ("console", '{"type": "resolve_alert", "alert_id": "{alert}", "notes": "\\udbff"}'),
+], ids=["provider-nul", "provider-surrogate", "notes-nul", "notes-surrogate"])
+async def test_nul_and_lone_surrogates_in_other_text_fields_store_nothing(sockets: Sockets, where: str,
+                                                                          raw: str) -> None:
+    phone, operator, alert = await database_sync_to_async(cast)()
+    await database_sync_to_async(Alert.objects.filter(pk=alert.pk).update)(status="acknowledged")
+    if where == "location":
+        comm = await sockets.open(f"/ws/location/{alert.id}/", phone)
+    else:
+        comm = await sockets.open("/ws/alerts/", operator)
+    before = await database_sync_to_async(counts)()
+    await comm.send_to(text_data=raw.replace("{alert}", str(alert.id)))
+    await expect_error(comm, "invalid_field")
+    await still_alive(comm)
+    assert await database_sync_to_async(counts)() == before
+    stored = await database_sync_to_async(Alert.objects.get)(pk=alert.pk)
+    assert (stored.status, stored.notes) == ("acknowledged", "")
+
+
 async def test_longest_chat_message_is_accepted(sockets: Sockets) -> None:
     phone, _, alert = await database_sync_to_async(cast)()
     comm = await sockets.open(f"/ws/chat/{alert.id}/", phone)
     await comm.send_json_to({"type": "chat_message", "message": "x" * 4000, "client_msg_id": "d" * 100})
-    assert (await comm.receive_json_from())["type"] == "ack"
+    echo = await comm.receive_json_from()  # the sender's own copy comes before the ack
+    assert (echo["type"], echo["message"], echo["seq"]) == ("chat_message", "x" * 4000, 1)
+    ack = await comm.receive_json_from()
+    assert (ack["type"], ack["client_msg_id"], ack["seq"]) == ("ack", "d" * 100, 1)
     assert await database_sync_to_async(ChatMessage.objects.count)() == 1
 
 
@@ -342,6 +416,30 @@ async def test_a_refused_message_does_not_consume_its_client_msg_id(sockets: Soc
     ack = await comm.receive_json_from()
     assert (ack["type"], ack["client_msg_id"], ack["repeated"]) == ("ack", "p:5", False)
     assert await database_sync_to_async(LocationUpdate.objects.count)() == 1
+
+
+async def test_a_client_msg_id_inside_the_location_is_ignored(sockets: Sockets) -> None:
+    """Only the message's own (top-level) client_msg_id is an idempotency key."""
+    phone, _, alert = await database_sync_to_async(cast)()
+    comm = await sockets.open(f"/ws/location/{alert.id}/", phone)
+    inner = {**GOOD, "client_msg_id": "inner:1"}
+    for _ in range(2):
+        await comm.send_json_to({"type": "location_update", "location": inner})
+        reply = await comm.receive_json_from()
+        assert (reply["type"], reply["message"]) == ("success", "Location updated"), reply
+    rows = await database_sync_to_async(lambda: list(LocationUpdate.objects.values_list("client_msg_id",
+                                                                                        flat=True)))()
+    assert len(rows) == 2 and not any(rows)
+    assert await database_sync_to_async(ClientMessage.objects.count)() == 0
+    # With a top-level id as well, the top-level one counts (and the inner one still does not).
+    for _ in range(2):
+        await comm.send_json_to({"type": "location_update", "location": {**GOOD, "client_msg_id": "inner:2"},
+                                 "client_msg_id": "top:1"})
+        ack = await comm.receive_json_from()
+        assert (ack["type"], ack["client_msg_id"]) == ("ack", "top:1"), ack
+    assert await database_sync_to_async(LocationUpdate.objects.count)() == 3
+    assert await database_sync_to_async(LocationUpdate.objects.filter(client_msg_id="top:1").count)() == 1
+    await still_alive(comm)
 
 
 # -- operator actions --------------------------------------------------------------------------

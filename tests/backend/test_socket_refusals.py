@@ -1,11 +1,12 @@
 """Who may not use a socket, and how they are told: accept, then close 4001 / 4003 / 4004.
 
-Also the operator's phone-only actions (location for someone else's alert, cancel) answered with
-``error forbidden`` and nothing stored.
+Also the operator's phone-only actions (location for someone else's alert, cancel): refused like a
+cross-user connect, ``error forbidden`` then close 4003, and nothing stored.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -70,6 +71,8 @@ class Sockets:
 
     async def close_all(self) -> None:
         for comm in self.opened:
+            if comm.future.cancelled():  # a receive timed out: the test already failed
+                continue
             await comm.disconnect(timeout=3)
 
 
@@ -237,50 +240,90 @@ async def test_owner_and_operator_are_allowed_on_alert_routes(sockets: Sockets, 
     await sockets.open(route(name, phone_a, alert), access_token(operator))
 
 
+@pytest.mark.parametrize("name", ["alert", "location", "chat"])
+@pytest.mark.parametrize("alert_id", ["not-a-uuid", "12345", "%00", "{alert}x", "x{alert}",
+                                      "{alert}{alert}"])
+@pytest.mark.parametrize("who", ["phone", "operator"])
+async def test_an_alert_id_that_is_no_uuid_closes_4003(sockets: Sockets, caplog: pytest.LogCaptureFixture,
+                                                      name: str, alert_id: str, who: str) -> None:
+    """Any id on an alert route that names no alert is refused as an unknown alert would be (4003)."""
+    phone, _, operator, alert = await database_sync_to_async(cast)()
+    user = operator if who == "operator" else phone
+    path = route(name, user, alert).replace(str(alert.id), alert_id.format(alert=alert.id))
+    with caplog.at_level(logging.WARNING):
+        assert await sockets.close_code(path, access_token(user)) == 4003
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert await sockets.close_code(path) == 4001  # without a token, the token is what is missing
+
+
+@pytest.mark.parametrize("user_id", [2**63, 2**64 + 1, 10**30, 10**120])
+async def test_a_user_id_beyond_64_bits_closes_4003_even_for_staff(
+        sockets: Sockets, caplog: pytest.LogCaptureFixture, user_id: int) -> None:
+    phone, _, operator, _ = await database_sync_to_async(cast)()
+    with caplog.at_level(logging.WARNING):
+        for who in (operator, phone):
+            assert await sockets.close_code(f"/ws/user/{user_id}/", access_token(who)) == 4003
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_the_largest_64_bit_user_id_is_still_a_user_channel_for_staff(sockets: Sockets) -> None:
+    _, _, operator, _ = await database_sync_to_async(cast)()
+    await sockets.open(f"/ws/user/{2**63 - 1}/", access_token(operator))
+
+
 # -- 4004: no such route ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/ws/nope/", "/ws/alerts", "/ws/alerts/not-a-uuid/", "/ws/user/abc/",
-                                  "/ws/chat/", "/api/health/", "/ws/location/{upper}/"])
+@pytest.mark.parametrize("path", ["/ws/nope/", "/ws/alerts", "/ws/user/abc/", "/ws/user/-1/",
+                                  "/ws/chat/", "/ws/location/", "/ws/alerts//", "/ws/chat/{alert}/more/",
+                                  "/ws/location/{alert}", "/api/health/"])
 async def test_unknown_path_closes_4004(sockets: Sockets, path: str) -> None:
     phone, _, _, alert = await database_sync_to_async(cast)()
-    path = path.format(upper=str(alert.id).upper())
+    path = path.format(alert=alert.id)
     assert await sockets.close_code(path, access_token(phone)) == 4004
     assert await sockets.close_code(path) == 4004
 
 
 # -- phone-only actions refused to operators ----------------------------------------------------
 
-async def test_operator_location_update_for_someones_alert_is_forbidden(sockets: Sockets) -> None:
+async def refused_then_closed(comm: WebsocketCommunicator, client_msg_id: str | None) -> None:
+    """``error forbidden`` (echoing the client_msg_id), then the close with 4003, then silence."""
+    error = await comm.receive_json_from(timeout=3)
+    assert (error["type"], error["code"]) == ("error", "forbidden"), error
+    assert error.get("client_msg_id") == client_msg_id
+    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": 4003}
+    assert await comm.receive_nothing()
+
+
+@pytest.mark.parametrize("extra", [{}, {"client_msg_id": "op:1"}])
+async def test_operator_location_update_for_someones_alert_is_forbidden(sockets: Sockets,
+                                                                       extra: Message) -> None:
     _, _, operator, alert = await database_sync_to_async(cast)()
     events = await database_sync_to_async(StreamEvent.objects.count)()
     console = await sockets.open("/ws/alerts/", access_token(operator))
+    listener = await sockets.open(f"/ws/location/{alert.id}/", access_token(operator))
     comm = await sockets.open(f"/ws/location/{alert.id}/", access_token(operator))
-    for extra in ({}, {"client_msg_id": "op:1"}):
-        await comm.send_json_to({"type": "location_update", **extra,
-                                 "location": {"latitude": 1.0, "longitude": 2.0, "accuracy": 3}})
-        error = await comm.receive_json_from()
-        assert (error["type"], error["code"]) == ("error", "forbidden")
-        assert error.get("client_msg_id") == extra.get("client_msg_id")
-    assert await comm.receive_nothing()
+    await comm.send_json_to({"type": "location_update", **extra,
+                             "location": {"latitude": 1.0, "longitude": 2.0, "accuracy": 3}})
+    await refused_then_closed(comm, extra.get("client_msg_id"))
     assert await console.receive_nothing()
+    assert await listener.receive_nothing()
     assert await database_sync_to_async(LocationUpdate.objects.count)() == 0
     assert await database_sync_to_async(ClientMessage.objects.count)() == 0
     assert await database_sync_to_async(StreamEvent.objects.count)() == events
-    await comm.send_json_to({"type": "ping", "timestamp": 2})
-    assert (await comm.receive_json_from())["type"] == "pong"
+    await listener.send_json_to({"type": "ping", "timestamp": 2})  # only the offending socket closed
+    assert (await listener.receive_json_from())["type"] == "pong"
 
 
-async def test_operator_cancel_alert_is_forbidden(sockets: Sockets) -> None:
+async def test_operator_cancel_alert_is_forbidden_and_closes_4003(sockets: Sockets) -> None:
     phone, _, operator, alert = await database_sync_to_async(cast)()
     events = await database_sync_to_async(StreamEvent.objects.count)()
     console = await sockets.open("/ws/alerts/", access_token(operator))
     user_channel = await sockets.open(f"/ws/user/{phone.pk}/", access_token(phone))
-    comm = await sockets.open(f"/ws/alerts/{alert.id}/", access_token(operator))
     for extra in ({}, {"client_msg_id": "op:cancel"}):
+        comm = await sockets.open(f"/ws/alerts/{alert.id}/", access_token(operator))
         await comm.send_json_to({"type": "cancel_alert", **extra})
-        error = await comm.receive_json_from()
-        assert (error["type"], error["code"]) == ("error", "forbidden")
-    for quiet in (comm, console, user_channel):
+        await refused_then_closed(comm, extra.get("client_msg_id"))
+    for quiet in (console, user_channel):
         assert await quiet.receive_nothing()
     stored = await database_sync_to_async(Alert.objects.get)(pk=alert.pk)
     assert stored.status == "active"

@@ -57,6 +57,8 @@ class Sockets:
 
     async def close_all(self) -> None:
         for comm in self.opened:
+            if comm.future.cancelled():  # a receive timed out: the test already failed
+                continue
             await comm.disconnect(timeout=3)
 
 
@@ -94,6 +96,14 @@ def by_type(messages: list[Message]) -> dict[str, Message]:
     found = {m["type"]: m for m in messages}
     assert len(found) == len(messages), f"duplicate types in {messages}"
     return found
+
+
+def in_order(messages: list[Message], *kinds: str) -> dict[str, Message]:
+    """The frames are exactly ``kinds``, in that order (the sender's own event before its reply)."""
+    assert [m["type"] for m in messages] == list(kinds), messages
+    seqs = [m["seq"] for m in messages]
+    assert seqs == sorted(seqs), f"seq went backwards on one socket: {messages}"
+    return by_type(messages)
 
 
 # -- /ws/user/{id}/ ------------------------------------------------------------------------------
@@ -208,8 +218,11 @@ async def test_acknowledge_alert_reaches_operators_phone_and_alert_channel(socke
     alert_channel, _ = await sockets.open(f"/ws/alerts/{alert.id}/", phone)
 
     await console.send_json_to({"type": "acknowledge_alert", "alert_id": str(alert.id)})
-    mine = by_type(await receive(console, 2))
+    mine = in_order(await receive(console, 2), "alert_acknowledged", "success")
     assert mine["success"]["message"] == "Alert acknowledged"
+    assert mine["success"]["seq"] == 2  # the reply covers the event this socket was just sent
+    assert mine["success"]["result"]["seqs"] == {"console": 2, f"user.{phone.pk}": 1,
+                                                 f"alert.{alert.id}": 1}
     assert mine["success"]["result"]["alert"]["status"] == "acknowledged"
     for event in (mine["alert_acknowledged"], (await other_console.receive_json_from())):
         assert event["type"] == "alert_acknowledged"
@@ -239,8 +252,11 @@ async def test_acknowledge_alert_reaches_operators_phone_and_alert_channel(socke
     ("respond_alert", "acknowledged", "responding", "alert_updated", "Help is on the way."),
     ("respond_alert", "active", "responding", "alert_updated", "Help is on the way."),
     ("resolve_alert", "responding", "resolved", "alert_resolved", "Your alert has been resolved."),
-    ("resolve_alert", "active", "resolved", "alert_resolved", "Your alert has been resolved."),
+    ("resolve_alert", "acknowledged", "resolved", "alert_resolved", "Your alert has been resolved."),
+    ("false_alarm", "active", "false_alarm", "alert_updated", "Your alert was closed as a false alarm."),
     ("false_alarm", "acknowledged", "false_alarm", "alert_updated",
+     "Your alert was closed as a false alarm."),
+    ("false_alarm", "responding", "false_alarm", "alert_updated",
      "Your alert was closed as a false alarm."),
 ])
 async def test_operator_status_actions(sockets: Sockets, action: str, start: str, status: str,
@@ -251,7 +267,7 @@ async def test_operator_status_actions(sockets: Sockets, action: str, start: str
     user_channel, _ = await sockets.open(f"/ws/user/{phone.pk}/", phone)
     alert_channel, _ = await sockets.open(f"/ws/alerts/{alert.id}/", operator)
     await console.send_json_to({"type": action, "alert_id": str(alert.id), "notes": "done by op"})
-    mine = by_type(await receive(console, 2))
+    mine = in_order(await receive(console, 2), console_event, "success")
     assert mine["success"]["result"]["alert"]["status"] == status
     event = mine[console_event]
     assert event["alert"]["status"] == status
@@ -283,6 +299,23 @@ async def test_acknowledge_only_from_active(sockets: Sockets, start: str) -> Non
     assert await user_channel.receive_nothing()
     stored = await database_sync_to_async(reload)(alert)
     assert (stored.status, stored.acknowledged_at, stored.assigned_operator_id) == (start, None, None)
+    assert await database_sync_to_async(StreamEvent.objects.count)() == events_before
+
+
+async def test_resolve_needs_an_acknowledged_or_responding_alert(sockets: Sockets) -> None:
+    """PROTOCOL: active -> resolved is not a move; the operator acknowledges (or responds) first."""
+    phone, operator, alert = await database_sync_to_async(cast)()
+    events_before = await database_sync_to_async(StreamEvent.objects.count)()
+    console, _ = await sockets.open("/ws/alerts/", operator)
+    user_channel, _ = await sockets.open(f"/ws/user/{phone.pk}/", phone)
+    await console.send_json_to({"type": "resolve_alert", "alert_id": str(alert.id), "notes": "x",
+                                "client_msg_id": "op:r"})
+    error = await console.receive_json_from()
+    assert (error["type"], error["code"], error["client_msg_id"]) == ("error", "invalid_transition", "op:r")
+    assert await console.receive_nothing()
+    assert await user_channel.receive_nothing()
+    stored = await database_sync_to_async(reload)(alert)
+    assert (stored.status, stored.notes, stored.resolved_at) == ("active", "", None)
     assert await database_sync_to_async(StreamEvent.objects.count)() == events_before
 
 
@@ -344,8 +377,9 @@ async def test_owner_cancel_alert_reaches_everyone(sockets: Sockets) -> None:
     watcher, _ = await sockets.open(f"/ws/alerts/{alert.id}/", operator)
 
     await alert_channel.send_json_to({"type": "cancel_alert"})
-    mine = by_type(await receive(alert_channel, 2))
+    mine = in_order(await receive(alert_channel, 2), "alert_updated", "success")
     assert mine["success"]["message"] == "Alert canceled"
+    assert mine["success"]["seq"] == 1
     assert (mine["alert_updated"]["alert"]["status"], mine["alert_updated"]["seq"]) == ("canceled", 1)
     seen = await watcher.receive_json_from()
     assert (seen["type"], seen["alert"]["status"]) == ("alert_updated", "canceled")
@@ -393,7 +427,9 @@ async def test_location_update_is_stored_broadcast_and_confirmed(sockets: Socket
                                "timestamp": "2025-05-01T12:00:00Z"})
     reply = await sender.receive_json_from()
     assert (reply["type"], reply["message"]) == ("success", "Location updated")
-    assert await sender.receive_nothing()  # the phone does not follow its own location stream
+    assert reply["seq"] == 0  # the phone does not follow its own location stream: nothing delivered
+    assert reply["result"]["seqs"] == {f"location.{alert.id}": 1, "console": 2}
+    assert await sender.receive_nothing()
 
     rows = await database_sync_to_async(lambda: list(LocationUpdate.objects.filter(alert=alert)))()
     assert len(rows) == 1
@@ -425,8 +461,10 @@ async def test_phone_chat_is_echoed_to_the_whole_group(sockets: Sockets) -> None
     operator_chat, _ = await sockets.open(f"/ws/chat/{alert.id}/", operator)
     user_channel, _ = await sockets.open(f"/ws/user/{phone.pk}/", phone)
     await phone_chat.send_json_to({"type": "chat_message", "message": "I am at the station"})
-    mine = by_type(await receive(phone_chat, 2))
+    mine = in_order(await receive(phone_chat, 2), "chat_message", "success")
     assert mine["success"]["message"] == "Message sent"
+    assert mine["success"]["seq"] == 1
+    assert mine["success"]["result"]["seqs"] == {f"chat.{alert.id}": 1}
     theirs = await operator_chat.receive_json_from()
     for event in (mine["chat_message"], theirs):
         assert event["type"] == "chat_message"
@@ -446,8 +484,8 @@ async def test_operator_chat_also_reaches_the_phone_user_channel(sockets: Socket
     operator_chat, _ = await sockets.open(f"/ws/chat/{alert.id}/", operator)
     user_channel, _ = await sockets.open(f"/ws/user/{phone.pk}/", phone)
     await operator_chat.send_json_to({"type": "chat_message", "message": "Help is coming"})
-    mine = by_type(await receive(operator_chat, 2))
-    assert mine["success"]["type"] == "success"
+    mine = in_order(await receive(operator_chat, 2), "chat_message", "success")
+    assert mine["success"]["result"]["seqs"] == {f"chat.{alert.id}": 1, f"user.{phone.pk}": 1}
     echo = await phone_chat.receive_json_from()
     for event in (mine["chat_message"], echo):
         assert (event["type"], event["message"]) == ("chat_message", "Help is coming")

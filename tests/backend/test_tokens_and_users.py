@@ -1,13 +1,18 @@
-"""Tokens, token redaction in logs, the fleet password hasher, and bulk provisioning."""
+"""Tokens and their secret, token redaction in logs, the fleet password hasher, bulk provisioning."""
 
 from __future__ import annotations
 
 import base64
 import json
 import logging
+import logging.config
+import os
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
+from types import TracebackType
 
 import jwt
 import pytest
@@ -16,11 +21,12 @@ from django.contrib.auth.hashers import check_password, identify_hasher, make_pa
 from django.contrib.auth.models import User
 from django.test import Client
 
-from beacon_backend import tokens
+from beacon_backend import config, tokens
 from beacon_backend.auth import bearer, identify
 from beacon_backend.hashers import FleetPasswordHasher
-from beacon_backend.logs import RedactTokens, redact
+from beacon_backend.logs import RedactingFormatter, logging_config, redact
 from beacon_backend.provision import provision, write_credentials
+from tests.backend.fixtures import isolated_logging
 
 FLEET_PREFIX = "beacon_fleet_sha256$"
 
@@ -134,14 +140,122 @@ def test_redact_blanks_a_python_repr_of_a_token_pair() -> None:
     assert TOKEN not in redact(str({"access": TOKEN, "refresh": TOKEN}))
 
 
-def test_the_log_filter_redacts_formatted_records() -> None:
+def test_the_formatter_redacts_formatted_records() -> None:
     record = logging.LogRecord("beacon", logging.WARNING, __file__, 1, "refused %s for %s",
                                (f"Bearer {TOKEN}", f"/ws/alerts/?token={TOKEN}"), None)
-    assert RedactTokens().filter(record) is True
-    assert TOKEN not in record.getMessage()
-    assert record.getMessage() == "refused Bearer [redacted] for /ws/alerts/?token=[redacted]"
-    handlers = logging.getLogger().handlers
-    assert any(isinstance(f, RedactTokens) for h in handlers for f in h.filters)
+    line = RedactingFormatter("%(levelname)s %(message)s").format(record)
+    assert line == "WARNING refused Bearer [redacted] for /ws/alerts/?token=[redacted]"
+
+
+def raised(message: str) -> tuple[type[BaseException], BaseException, TracebackType | None]:
+    try:
+        raise ValueError(message)
+    except ValueError as error:
+        return type(error), error, error.__traceback__
+
+
+def test_the_formatter_redacts_an_exception_and_its_traceback() -> None:
+    """A token in an exception's message (or anywhere in the traceback) is blanked too: the whole
+    formatted record is redacted, not just the log message."""
+    live = tokens.issue(42, "access")
+    record = logging.LogRecord("django.request", logging.ERROR, __file__, 1, "request failed", (),
+                               raised(f"bad token {live} in ?token={live}"))
+    record.stack_info = f'File "x.py", line 1, in handler\n    check("{live}")'
+    line = RedactingFormatter("%(name)s: %(message)s").format(record)
+    assert line.startswith("django.request: request failed\nTraceback (most recent call last):")
+    assert "ValueError: bad token [redacted] in ?token=[redacted]" in line
+    assert live not in line and live.rsplit(".", 1)[1] not in line
+
+
+@pytest.mark.parametrize("name", ["uvicorn", "uvicorn.error", "django", "django.request", "daphne",
+                                  "beacon_backend.consumers.base", "somewhere.else"])
+def test_logging_config_sends_every_server_logger_through_the_redacting_formatter(name: str) -> None:
+    live = tokens.issue(7, "access")
+    with isolated_logging() as captured:
+        logging.config.dictConfig(logging_config())
+        logger = logging.getLogger(name)
+        try:
+            raise RuntimeError(f"handshake with ?token={live} failed")
+        except RuntimeError:
+            logger.exception("refused %s", f"Bearer {live}")
+        for handler in {h for n in (name, "") for h in logging.getLogger(n).handlers}:
+            handler.flush()
+    output = captured.getvalue()
+    assert f"{name}: refused Bearer [redacted]" in output, output
+    assert "RuntimeError: handshake with ?token=[redacted] failed" in output
+    assert live not in output and live.rsplit(".", 1)[1] not in output
+    assert output.count("refused Bearer") == 1, "the record must be printed once (no propagation twice)"
+
+
+def test_logging_config_keeps_the_access_log_quiet_and_the_level_at_warning() -> None:
+    settings_config = logging_config()
+    assert settings_config["loggers"]["uvicorn.access"]["level"] == "CRITICAL"
+    for name in ("django", "uvicorn", "daphne"):
+        assert settings_config["loggers"][name]["handlers"] == ["console"]
+    assert settings_config["handlers"]["console"]["formatter"] == "redacted"
+    assert settings_config["formatters"]["redacted"]["()"] == "beacon_backend.logs.RedactingFormatter"
+    assert settings_config == settings.LOGGING  # what Django applies at setup
+
+
+# -- the token secret ----------------------------------------------------------------------------
+
+def python(code: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BEACON_", "DJANGO_"))}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60,
+                          env={**clean, **env}, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_reading_the_secret_never_writes_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BEACON_SECRET_KEY", raising=False)
+    empty = tmp_path / "empty"
+    first = config.secret_key(empty)
+    second = config.secret_key(empty, create=False)
+    assert len(first) >= 32 and len(second) >= 32
+    assert first != second  # a throwaway key each time: nothing was kept
+    assert not empty.exists()
+    empty.mkdir()
+    config.secret_key(empty)
+    assert list(empty.iterdir()) == []
+
+
+def test_loading_the_settings_alone_writes_nothing(tmp_path: Path) -> None:
+    """A type checker or an import of the settings (no configure()) must not create a secret."""
+    data = tmp_path / "data"
+    done = python("import importlib, beacon_backend.config as c, beacon_backend.settings as s; "
+                  "importlib.reload(c); importlib.reload(s); print(len(s.SECRET_KEY))",
+                  env={"BEACON_DATA_DIR": str(data)})
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 32
+    assert not data.exists()
+    data.mkdir()
+    assert python("import beacon_backend.settings", env={"BEACON_DATA_DIR": str(data)}).returncode == 0
+    assert list(data.iterdir()) == []
+
+
+def test_configure_creates_the_secret_once_and_every_process_shares_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    show = ("import sys; from beacon_backend.deployment import configure; configure(sys.argv[1]); "
+            "from django.conf import settings; print(settings.SECRET_KEY)")
+    first = python(show, str(data), env={})
+    assert first.returncode == 0, first.stderr
+    secret = data / "secret_key"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert secret.read_text().strip() == first.stdout.strip()
+    second = python(show, str(data), env={})
+    assert second.stdout == first.stdout  # a second worker reads the same key
+    settings_only = python("import beacon_backend.settings as s; print(s.SECRET_KEY)",
+                           env={"BEACON_DATA_DIR": str(data)})
+    assert settings_only.stdout == first.stdout  # and so does a bare settings import, once it exists
+
+
+def test_an_explicit_secret_is_used_and_nothing_is_written(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    show = ("import sys; from beacon_backend.deployment import configure; configure(sys.argv[1]); "
+            "from django.conf import settings; print(settings.SECRET_KEY)")
+    done = python(show, str(data), env={"BEACON_SECRET_KEY": "explicit-secret-long-enough-for-hs256-0123"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "explicit-secret-long-enough-for-hs256-0123"
+    assert not (data / "secret_key").exists()
 
 
 # -- the fleet hasher ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import NoReturn
 from simulator import __version__
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     provision.add_argument("--prefix", default="fleet",
                            help="username prefix, e.g. fleet-phone-00001 (default %(default)s)")
     provision.set_defaults(handler=_provision)
+    _simulate_command(commands)
     return parser
 
 
@@ -119,12 +121,18 @@ def _configure(data_dir: Path, redis_url: str | None = None) -> None:
 
     if data_dir.exists() and not data_dir.is_dir():
         raise UsageError(f"--data-dir {data_dir}: exists and is not a directory")
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import Error as DatabaseError
+
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         configure(data_dir, redis_url=redis_url)
         migrate()
     except ConfigError as error:
         raise UsageError(str(error)) from None
+    except (DatabaseError, ImproperlyConfigured) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"the database cannot be used: {first_line}") from None
     except OSError as error:
         raise UsageError(f"--data-dir {data_dir}: {error.strerror or error}") from None
 
@@ -149,17 +157,149 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from beacon_backend.provision import provision, write_credentials
+    from beacon_backend.provision import partial_path, provision, stage_credentials
 
     _configure(args.data_dir)
-    credentials = provision(args.phones, args.operators, prefix=args.prefix)
     try:
-        write_credentials(credentials, args.out)
+        provision(args.phones, args.operators, prefix=args.prefix,
+                  before_commit=lambda credentials: stage_credentials(credentials, args.out))
+        partial_path(args.out).replace(args.out)
     except OSError as error:
-        raise UsageError(f"--out {args.out}: {error.strerror}") from None
+        raise UsageError(f"--out {args.out}: {error.strerror or error}") from None
     print(f"provisioned {args.phones} phone(s) and {args.operators} operator(s); "
           f"credentials in {args.out}")
     return 0
+
+
+# -- simulate -------------------------------------------------------------------------------------
+
+def _duration(text: str) -> float:
+    from simulator.profile import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 s, got {text!r}")
+    return value
+
+
+def _simulate_command(commands: argparse._SubParsersAction[Parser]) -> None:
+    from simulator.protocol.policies import POLICIES
+
+    simulate = commands.add_parser(
+        "simulate", help="run a fleet in virtual time against the modelled backend; judge the claims",
+        description="Run PROFILE's fleet of phones and operators in virtual time, as fast as the CPU "
+                    "allows, against a modelled Beacon backend; judge every claim and write the "
+                    "report folder (report.json, junit.xml, report.html, ledger.jsonl.gz). Exit "
+                    "status: 0 every verdict passed, 1 one failed (with --strict, also one not "
+                    "measured), 2 the run could not be done, 130 interrupted (a partial report is "
+                    "still written).")
+    simulate.add_argument("profile", metavar="PROFILE",
+                          help="a profile file, or the name of one in profiles/ (e.g. ci-smoke, "
+                               "city-commute, stadium, rural-hiker)")
+    simulate.add_argument("--devices", type=_positive, help="phones (default: the profile's)")
+    simulate.add_argument("--operators", type=_count, help="operators (default: the profile's)")
+    simulate.add_argument("--duration", type=_duration,
+                          help="simulated time, e.g. 600, 90s, 15m, 2h, 1h30m (default: the profile's)")
+    simulate.add_argument("--seed", type=_count, help="run seed (default: the profile's)")
+    simulate.add_argument("--policy", choices=sorted(POLICIES),
+                          help="client policy (default: the profile's)")
+    simulate.add_argument("--out", type=Path, metavar="DIR",
+                          help="report folder (default: reports/<profile>-<UTC timestamp>/)")
+    simulate.add_argument("--strict", action="store_true",
+                          help="a claim that could not be measured fails the run (CI)")
+    simulate.add_argument("--no-progress", action="store_true",
+                          help="no progress display on stderr")
+    simulate.set_defaults(handler=_simulate)
+
+
+def _report_dir(out: Path | None, profile: str) -> Path:
+    """The report folder, created now so that an unusable path fails before the run."""
+    if out is None:
+        from datetime import UTC, datetime
+
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = Path("reports") / f"{profile}-{stamp}"
+        suffix = 2
+        while out.exists():
+            out = Path("reports") / f"{profile}-{stamp}-{suffix}"
+            suffix += 1
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {out}: {error.strerror or error}") from None
+    return out
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import dataclasses
+    import signal
+
+    from simulator.checks import exit_code
+    from simulator.profile import ProfileError, load
+    from simulator.progress import ProgressWriter, clock
+    from simulator.report import write_report
+    from simulator.report.console import render_console
+    from simulator.simulate import Progress, simulate
+
+    try:
+        config = load(args.profile, devices=args.devices, operators=args.operators,
+                      duration_s=args.duration, seed=args.seed, policy=args.policy)
+    except ProfileError as error:
+        raise UsageError(str(error)) from None
+    out = _report_dir(args.out, config.name)
+    writer = ProgressWriter(sys.stderr, tty=sys.stderr.isatty()) if not args.no_progress else None
+    stop = {"asked": False}
+    last: list[Progress] = []
+
+    def on_progress(progress: Progress) -> None:
+        last[:] = [progress]
+        if writer is not None:
+            writer(progress)
+        if stop["asked"]:  # between two slices of model time: a clean place to stop
+            raise KeyboardInterrupt
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        message = "stopping: the partial run will be judged and written (Ctrl-C again to stop at once)"
+        if writer is not None:
+            writer.note(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result, ledger = simulate(config, on_progress, strict=args.strict, profile_name=config.name)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if writer is not None:
+            writer.close()
+    # Short of the end means a Ctrl-C stopped the model; one after the end changes nothing.
+    interrupted = not last or last[0].model_s < last[0].end_s
+    if interrupted:
+        reached = last[0].model_s if last else 0.0
+        end = config.duration_s + config.drain_s
+        result = dataclasses.replace(result, warnings=(
+            *result.warnings,
+            f"interrupted (Ctrl-C) at {clock(reached)} of {clock(end)} model time "
+            f"({'run' if reached < config.duration_s else 'drain'} phase): a partial run, not fully "
+            f"drained; messages still in flight count as lost"))
+    try:
+        write_report(result, ledger, out)
+    except OSError as error:
+        raise UsageError(f"--out {out}: {error.strerror or error}") from None
+    sys.stdout.write(render_console(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
+                                    strict=args.strict))
+    print(f"report: {out}{os.sep}")
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return exit_code(result, args.strict)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"beacon-fleet: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Virtual dispatchers: they watch the console, take alerts, acknowledge, chat and resolve.
 
-An operator sits on a wired, reliable link (a fixed small latency, no outages) and follows a simple
-script per alert it takes, with delays drawn from its own generator: acknowledge after
-``ack_delay``, greet the person in chat, answer each of their messages after ``reply_delay``, and
-resolve ``resolve_after`` after acknowledging. It takes at most ``max_alerts`` open alerts at a
-time; the first free operator claims a new alert (the console shows who has it), the others leave
-it. Everything it originates is recorded in the ledger with an origin id ``operator-<j>:<n>``, and
-everything it receives is matched to its origin through the :class:`Correlator`.
+An operator sits on a wired, reliable link (a fixed small latency, no outages) and follows a
+simple script per alert it takes, with delays drawn from its own generator: join the alert's chat
+at once, acknowledge after ``ack_delay``, greet the person in chat, answer each of their messages
+after ``reply_delay``, and resolve ``resolve_after`` after acknowledging. It takes at most
+``max_alerts`` open alerts at a time; the first free operator claims a new alert (the console
+shows who has it), the others leave it. Everything it originates is recorded in the ledger with an
+origin id ``operator-<j>:<n>``, and everything it receives is matched to its origin through the
+:class:`Correlator`.
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ class Operator:
             return
         self.claims[alert_id] = self.name
         self.cases[alert_id] = Case(alert_id, self.directory.get(alert["user"], f"user-{alert['user']}"))
+        self._open(f"chat:{alert_id}")  # read the conversation from the moment the alert is taken
         self.wire.at(self._delay(self.config.ack_delay), lambda: self._acknowledge(alert_id))
 
     def _acknowledge(self, alert_id: str) -> None:
@@ -145,7 +147,6 @@ class Operator:
         origin = self._originate("status_update", case.owner)
         self.correlator.register(correlate.status_key(alert_id, "acknowledged"), origin)
         self._send(CONSOLE, {"type": "acknowledge_alert", "alert_id": alert_id}, origin)
-        self._open(f"chat:{alert_id}")
         self.wire.at(1.0, lambda: self._reply(alert_id))
         self.wire.at(self._delay(self.config.resolve_after), lambda: self._resolve(alert_id))
 

@@ -9,10 +9,12 @@ of model time, so a caller can draw a progress bar and a Ctrl-C still leaves a j
 
 from __future__ import annotations
 
+import gc
 import resource
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -55,7 +57,30 @@ class Simulation:
     operators: list[Operator]
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (restored on exit, even on Ctrl-C).
+
+    A fleet is millions of small, long-lived containers (ledger records, messages, events) and
+    makes almost no reference cycles (a 2,000-phone hour leaves about ten), so the collector's
+    full passes, each walking the whole heap, cost a third of the run and find nothing.
+    Reference counting still frees everything else at once. The checker pauses it the same way.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def build(config: FleetConfig) -> Simulation:
+    with _collector_paused():
+        return _build(config)
+
+
+def _build(config: FleetConfig) -> Simulation:
     env = simpy.Environment()
     ledger = Ledger()
     correlator = Correlator()
@@ -90,6 +115,11 @@ def build(config: FleetConfig) -> Simulation:
 def run_model(sim: Simulation, on_progress: Callable[[Progress], None] | None = None,
               slices: int = 100) -> float:
     """Run for the duration then drain; return the model time reached (less if interrupted)."""
+    with _collector_paused():
+        return _run_model(sim, on_progress, slices)
+
+
+def _run_model(sim: Simulation, on_progress: Callable[[Progress], None] | None, slices: int) -> float:
     config = sim.config
     started = time.monotonic()
     end = config.duration_s
@@ -123,6 +153,11 @@ def _stop_originating(sim: Simulation) -> None:
 
 def record_stored(sim: Simulation) -> None:
     """The drain's last step: what the backend holds, matched to origins."""
+    with _collector_paused():
+        _record_stored(sim)
+
+
+def _record_stored(sim: Simulation) -> None:
     counts: Counter[str] = Counter()
     for kind, record in sim.backend.stored_records():
         key: correlate.Key

@@ -72,6 +72,13 @@ class NetworkPreset:
     jitter_ms: float
     ge_p: float = GE_P
     ge_r: float = GE_R
+    # Derived once (every message reads them): the same expressions transfer_delay used to
+    # evaluate per call, so the figures are bit-for-bit the same.
+    latency_s: float = field(init=False, repr=False, compare=False)
+    jitter_s: float = field(init=False, repr=False, compare=False)
+    up_bps: float = field(init=False, repr=False, compare=False)
+    down_bps: float = field(init=False, repr=False, compare=False)
+    burst_start: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.down_kbps <= 0 or self.up_kbps <= 0:
@@ -80,6 +87,12 @@ class NetworkPreset:
             raise ValueError(f"{self.name}: latency and jitter must be non-negative")
         if not (0.0 <= self.ge_p <= 1.0 and 0.0 < self.ge_r <= 1.0):
             raise ValueError(f"{self.name}: need 0 <= ge_p <= 1 and 0 < ge_r <= 1")
+        setattr_ = object.__setattr__
+        setattr_(self, "latency_s", self.latency_ms * 1e-3)
+        setattr_(self, "jitter_s", self.jitter_ms * 1e-3)
+        setattr_(self, "up_bps", self.up_kbps * 1000.0)
+        setattr_(self, "down_bps", self.down_kbps * 1000.0)
+        setattr_(self, "burst_start", self.loss_rate * self.ge_r)
 
     @property
     def loss_rate(self) -> float:
@@ -150,7 +163,7 @@ def loss_bursts(preset: NetworkPreset, packets: int, rng: np.random.Generator) -
     Returns:
         The length of each burst, in packets (empty, and read-only, when nothing was lost).
     """
-    start = preset.loss_rate * preset.ge_r
+    start = preset.burst_start
     if start <= 0.0 or packets <= 0:
         return _NO_BURSTS
     # One packet (most messages): a plain comparison, cheaper than a binomial draw.
@@ -199,14 +212,25 @@ def transfer_delay(
         raise ValueError("size_bytes must be non-negative")
     if congestion <= 0:
         raise ValueError("congestion must be positive")
-    latency = preset.latency_ms * 1e-3 * congestion
-    jitter = preset.jitter_ms * 1e-3 * congestion
-    bits_per_s = (preset.up_kbps if up else preset.down_kbps) * 1000.0 / congestion
+    # The hot path of the whole fleet (every frame): the arithmetic is written in the order the
+    # model defines it (latency_ms * 1e-3 * congestion, ...), and x * 1.0 == x exactly, so
+    # skipping the multiplications by an unit congestion changes no result.
+    bits_per_s = preset.up_bps if up else preset.down_bps
+    if congestion == 1.0:
+        latency, jitter = preset.latency_s, preset.jitter_s
+    else:
+        latency, jitter = preset.latency_s * congestion, preset.jitter_s * congestion
+        bits_per_s = bits_per_s / congestion
     delay = latency + size_bytes * 8.0 / bits_per_s
     if jitter > 0.0:
         delay += rng.exponential(jitter)
-    packets = max(1, -(-size_bytes // MSS_BYTES))
-    bursts = loss_bursts(preset, packets, rng)
+    start = preset.burst_start
+    if size_bytes <= MSS_BYTES:  # one packet, most messages: a plain comparison (as loss_bursts)
+        if start <= 0.0 or rng.random() >= start:
+            return delay
+        bursts = rng.geometric(preset.ge_r, size=1).astype(np.int64, copy=False)
+    else:
+        bursts = loss_bursts(preset, -(-size_bytes // MSS_BYTES), rng)
     if bursts.size:
         rto = max(RTO_MIN_S, 2.0 * latency + 4.0 * jitter)
         segment_bits = min(max(size_bytes, 1), MSS_BYTES) * 8.0
@@ -338,6 +362,7 @@ class Network:
         self._env = env
         self._config = config
         self._on_change = on_change
+        self._congestion = config.congestion
         self._handover_rng, self._outage_rng, mass_rng = rng.spawn(3)
         preset = PRESETS[_choose(config.presets, self._handover_rng)]
         self.state = NetworkState(preset, True, "initial")
@@ -354,7 +379,10 @@ class Network:
 
     def congestion(self, now: float) -> float:
         """The crowding factor at ``now``: the product of the active windows' factors (1.0 if none)."""
-        return float(math.prod(w.factor for w in self._config.congestion if w.start_s <= now < w.end_s))
+        windows = self._congestion
+        if not windows:  # most profiles: asked for every message, so answer without a generator
+            return 1.0
+        return float(math.prod(w.factor for w in windows if w.start_s <= now < w.end_s))
 
     def start(self) -> simpy.Process:
         """Launch the process that applies changes; call once."""

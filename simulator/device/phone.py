@@ -32,6 +32,7 @@ from simulator.ledger import OPERATORS, Ledger
 from simulator.protocol.actions import (
     USER,
     Acked,
+    Action,
     Close,
     Dropped,
     GaveUp,
@@ -87,6 +88,7 @@ class Phone:
             return generator(seed, Actor.DEVICE, k, concern)
 
         self._link_rng = rng(Concern.LINK)
+        self._congestible = bool(spec.network.congestion)  # any crowding windows at all
         client_rng = rng(Concern.CLIENT)
         self.client = BeaconClient(spec.policy, spec.user_id, client_rng.random)
         self.network = Network(env, rng(Concern.NETWORK), spec.network, self._network_changed)
@@ -95,13 +97,14 @@ class Phone:
                                           self._battery_event)
         self.lifecycle = Lifecycle(env, rng(Concern.LIFECYCLE), spec.device.os, spec.lifecycle,
                                    self._lifecycle_changed, screen_listener=self._screen)
-        mobility_rng = rng(Concern.MOBILITY)
-        self.mobility: RandomWaypoint | GaussMarkov
-        if spec.mobility == "gauss_markov":
-            self.mobility = GaussMarkov(spec.area, spec.travel, mobility_rng)
-        else:
-            self.mobility = RandomWaypoint(spec.area, spec.travel, mobility_rng)
-        self.gps = Gps(rng(Concern.GPS))
+        # Where the phone is matters only when it takes a fix (during an alert, for most phones
+        # never): the trajectory and the location provider are built on first use. Each has its
+        # own generator and starts at time 0 whenever it is built, so this changes no draw.
+        self._seed = seed
+        self._mobility: RandomWaypoint | GaussMarkov | None = None
+        self._gps: Gps | None = None
+        if spec.mobility != "gauss_markov" and not spec.travel.min_speed_mps > 0:
+            raise ValueError("random waypoint needs 0 < min_speed_mps <= max speed (Yoon et al. 2003)")
         user_rng = rng(Concern.USER)
         panic_rng, chat_rng = user_rng.spawn(2)
         self.panics = panic_times(spec.user, panic_rng, horizon_s)
@@ -113,6 +116,25 @@ class Phone:
         self._blackhole = False  # the app's traffic goes nowhere (Doze idle, powered off)
         self._alert_for: str | None = None
         self.closing = False  # the run is draining: originate nothing new
+
+    @property
+    def mobility(self) -> RandomWaypoint | GaussMarkov:
+        """The phone's trajectory (built on first use)."""
+        if self._mobility is None:
+            spec = self.spec
+            rng = generator(self._seed, Actor.DEVICE, spec.index, Concern.MOBILITY)
+            if spec.mobility == "gauss_markov":
+                self._mobility = GaussMarkov(spec.area, spec.travel, rng)
+            else:
+                self._mobility = RandomWaypoint(spec.area, spec.travel, rng)
+        return self._mobility
+
+    @property
+    def gps(self) -> Gps:
+        """The phone's location provider (built on first use)."""
+        if self._gps is None:
+            self._gps = Gps(generator(self._seed, Actor.DEVICE, self.spec.index, Concern.GPS))
+        return self._gps
 
     # -- start and stop --------------------------------------------------------------------------
 
@@ -138,12 +160,13 @@ class Phone:
     # -- endpoint --------------------------------------------------------------------------------
 
     def link_delay(self, size: int, up: bool, now: float) -> float | None:
-        state = self.network.state
+        network = self.network
+        state = network.state
         if not state.up or self._blackhole or not self.battery.is_on:
             return None
         promotion = self.radio.transfer(now, size if up else 0, 0 if up else size)
-        return promotion + transfer_delay(state.preset, size, self._link_rng,
-                                          self.network.congestion(now), up)
+        congestion = network.congestion(now) if self._congestible else 1.0
+        return promotion + transfer_delay(state.preset, size, self._link_rng, congestion, up)
 
     def on_connected(self, channel: str, now: float) -> None:
         self.ledger.connection(now, self.name, channel, "open")
@@ -260,7 +283,17 @@ class Phone:
     def _pump(self) -> None:
         """Carry out everything the client asked for, then re-arm its timer."""
         now = self.env.now
-        for action in self.client.take_actions():
+        client = self.client
+        for _round in range(100):  # carrying out an action (a fix) can make the client ask for more
+            if not client.has_actions:
+                break
+            self._carry_out(client.take_actions(), now)
+        if self._alert_for is not None and not client.alert_open and client.alert_id:
+            self._alert_ended(now)
+        self._arm(now)
+
+    def _carry_out(self, actions: list[Action], now: float) -> None:
+        for action in actions:
             if isinstance(action, Send):
                 self._send(action, now)
             elif isinstance(action, Open):
@@ -286,9 +319,6 @@ class Phone:
             elif isinstance(action, GaveUp):
                 self.ledger.connection(now, self.name, action.channel, "gave_up",
                                        f"after {action.attempts} attempts")
-        if not self.client.alert_open and self._alert_for is not None and self.client.alert_id:
-            self._alert_ended(now)
-        self._arm(now)
 
     def _send(self, action: Send, now: float) -> None:
         if action.origin_id is not None:
@@ -329,10 +359,11 @@ class Phone:
         self.client.location_fix(now, fix, origin, self.battery.level(now))
 
     def _fix(self, now: float) -> Fix | None:
-        lat, lon = self.mobility.position(now)
+        mobility = self.mobility
+        lat, lon = mobility.position(now)
         sky = SKY_BY_CAUSE.get(self.network.state.cause, self.spec.sky) if not self.network.state.up \
             else self.spec.sky
-        found = self.gps.fix(now, lat, lon, sky, self.mobility.speed(now), self.mobility.heading(now))
+        found = self.gps.fix(now, lat, lon, sky, mobility.speed(now), mobility.heading(now))
         if found is None:
             return None
         return Fix(found.latitude, found.longitude, found.accuracy, found.provider, found.speed,

@@ -225,7 +225,9 @@ class _Episode:
             e = self.promo_power * (min(now, self.promo_end) - self.promo_start)
         t = self.anchor
         if now > t:
-            for ph in self.model.phases[self.phase :]:
+            phases = self.model.phases
+            for i in range(self.phase, len(phases)):  # no slice: this runs for every frame
+                ph = phases[i]
                 end = t + ph.duration_s
                 if now <= end:
                     return e + ph.power_w * (now - t)
@@ -283,13 +285,16 @@ class Radio:
             raise ValueError(f"radio time went backwards: {now} < {self._last}")
         self._last = max(self._last, now)
         if self._retired:
-            keep = []
-            for ep in self._retired:
-                if ep.end() <= now:
-                    self._banked += ep.energy(now)
-                else:
-                    keep.append(ep)
-            self._retired = keep
+            self._retire(now)
+
+    def _retire(self, now: float) -> None:
+        keep = []
+        for ep in self._retired:
+            if ep.end() <= now:
+                self._banked += ep.energy(now)
+            else:
+                keep.append(ep)
+        self._retired = keep
 
     def transfer(self, now: float, up_bytes: int = 0, down_bytes: int = 0) -> float:
         """Send ``up_bytes`` and receive ``down_bytes`` at ``now``.
@@ -312,15 +317,29 @@ class Radio:
             raise RuntimeError("transfer on a radio that is off")
         if up_bytes < 0 or down_bytes < 0:
             raise ValueError("byte counts must be >= 0")
-        self._advance(now)
+        # Every frame comes through here: _advance and phase_at are inlined (same arithmetic).
+        if now < self._last - 1e-9:
+            raise ValueError(f"radio time went backwards: {now} < {self._last}")
+        if now > self._last:
+            self._last = now
+        if self._retired:
+            self._retire(now)
         model = self._model
         ep = self._ep
         self._banked += up_bytes * model.up_j_per_byte + down_bytes * model.down_j_per_byte
-        i = ep.phase_at(now)
-        if i < 0:  # ride the promotion in progress
+        if now < ep.promo_end:  # ride the promotion in progress
             return ep.promo_end - now
+        phases = model.phases
+        n = len(phases)
+        i = ep.phase
+        t = ep.anchor
+        while i < n:
+            t += phases[i].duration_s
+            if now < t:
+                break
+            i += 1
         self._banked += ep.energy(now)
-        if i >= len(model.phases):  # IDLE
+        if i >= n:  # IDLE
             ep.restart(now, model.promotion_s, model.promotion_power_w, 0)
             return model.promotion_s
         ph = model.phases[i]

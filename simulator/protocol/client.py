@@ -98,6 +98,7 @@ class BeaconClient:
         self.user_id = user_id
         self._random = random
         self.channels = {name: Channel(name) for name in CHANNELS}
+        self._channel_list = tuple(self.channels.values())
         self._actions: list[Action] = []
         self.network_up = True
         self.allowed = True  # the OS lets the app run and use the network
@@ -123,12 +124,29 @@ class BeaconClient:
         actions, self._actions = self._actions, []
         return actions
 
+    @property
+    def has_actions(self) -> bool:
+        """Whether :meth:`take_actions` would return anything (a cheap check for drivers)."""
+        return bool(self._actions)
+
     def next_deadline(self) -> float | None:
-        candidates = [c.retry_at for c in self.channels.values() if c.retry_at is not None]
-        candidates += [t for t in (self._next_ping, self._next_fix, self._create_at) if t is not None]
-        if self.policy.http_fallback_after_s is not None and self._fallback_due() is not None:
-            candidates.append(self._fallback_due())  # type: ignore[arg-type]
-        return min(candidates) if candidates else None
+        # The earliest of the timers (called after every input: written out, no temporary lists).
+        best = self._next_ping
+        t = self._next_fix
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._create_at
+        if t is not None and (best is None or t < best):
+            best = t
+        for channel in self._channel_list:
+            t = channel.retry_at
+            if t is not None and (best is None or t < best):
+                best = t
+        if self.outbox and self.policy.http_fallback_after_s is not None:
+            t = self._fallback_due()
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def handle_timeout(self, now: float) -> None:
         for channel in self.channels.values():

@@ -99,6 +99,8 @@ class BackendModel:
         self.consumers: dict[int, Consumer] = {}
         self.remembered: dict[tuple[int, str], tuple[str, dict[str, Any], dict[str, int]]] = {}
         self.dropped_events = 0
+        self._locations = 0  # every alert's locations, counted (the next location id)
+        self._chats = 0  # every alert's chat messages, counted (the next chat id)
 
     def add_user(self, user_id: int, staff: bool) -> None:
         self.staff[user_id] = staff
@@ -360,8 +362,9 @@ class BackendModel:
         record = {"latitude": location.get("latitude"), "longitude": location.get("longitude"),
                   "accuracy": location.get("accuracy"), "provider": location.get("provider", ""),
                   "client_msg_id": location.get("client_msg_id"), "via": via,
-                  "id": sum(len(a.locations) for a in self.alerts.values()) + 1}
+                  "id": self._locations + 1}
         alert.locations.append(record)
+        self._locations += 1
         body = {"type": "location_update", "alert_id": alert_id, "location": record}
         seqs = {f"location.{alert_id}": self._append(f"location.{alert_id}", body, result),
                 "console": self._append("console", body, result)}
@@ -374,7 +377,8 @@ class BackendModel:
         if not isinstance(text, str) or not text.strip():
             raise Refusal("invalid_field", "message: is required", 400)
         staff = self.staff.get(user, False)
-        chat = {"id": sum(len(a.chats) for a in self.alerts.values()) + 1, "message": text,
+        self._chats += 1
+        chat = {"id": self._chats, "message": text,
                 "sender_id": user, "is_staff": staff, "client_msg_id": message.get("client_msg_id")}
         alert.chats.append(chat)
         seqs = {f"chat.{alert_id}": self._append(f"chat.{alert_id}", {"type": "chat_message", **chat},

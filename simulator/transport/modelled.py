@@ -33,6 +33,8 @@ import simpy
 
 from simulator.transport.backend_model import BackendModel
 
+NORMAL = simpy.events.NORMAL  # the priority of a plain timeout
+
 CONNECTING, OPEN, CLOSED = "connecting", "open", "closed"
 RTO_MIN_S = 0.2
 RTO_MAX_S = 120.0
@@ -92,7 +94,37 @@ def rto_tick(first_sent: float, now: float) -> float:
 
 def frame_size(message: dict[str, Any]) -> int:
     """A cheap size estimate (JSON text plus WebSocket and TCP/IP framing)."""
-    return 80 + 24 * len(message) + sum(len(v) for v in message.values() if isinstance(v, str))
+    size = 80 + 24 * len(message)
+    for value in message.values():
+        if isinstance(value, str):
+            size += len(value)
+    return size
+
+
+def _fire(event: _Call) -> None:
+    event.callback()
+
+
+_FIRE = (_fire,)  # shared and never mutated: SimPy only reads an event's callbacks, then drops them
+_NO_CONNECTIONS: dict[str, Connection] = {}  # read-only: what an endpoint without sockets has
+
+
+class _Call:
+    """A SimPy event that calls one function when processed: what :meth:`Wire.at` schedules.
+
+    A :class:`simpy.Timeout` with a callback appended behaves the same, but builds a callbacks list,
+    a closure and a few attributes per frame; this carries just the function. It is scheduled
+    through :meth:`simpy.Environment.schedule` exactly as a timeout is (same time, priority and
+    event id), so the order of events, and every result, is unchanged.
+    """
+
+    __slots__ = ("callback", "callbacks")
+    _ok = True  # it never fails (SimPy checks this after the callbacks ran)
+    _value = None
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.callbacks: tuple[Callable[[_Call], None], ...] | None = _FIRE
 
 
 class Wire:
@@ -109,26 +141,28 @@ class Wire:
         self._by_endpoint: dict[str, dict[str, Connection]] = {}
         self._busy_until = 0.0
         self.events = 0
+        self._schedule = env.schedule
+        self._service_mean_s = self.config.service_mean_s
+        self._exponential = rng.exponential
 
     # -- scheduling ------------------------------------------------------------------------------
 
     def at(self, delay: float, callback: Callable[[], None]) -> None:
         """Call ``callback`` after ``delay`` model seconds (one SimPy event)."""
         self.events += 1
-        event = self.env.timeout(max(0.0, delay))
-        event.callbacks.append(lambda _event: callback())
+        self._schedule(_Call(callback), NORMAL, delay if delay > 0.0 else 0.0)  # type: ignore[arg-type]
 
     def _service(self, arrival: float) -> float:
         """When the backend finishes a request arriving at ``arrival`` (single server, FIFO)."""
         start = max(arrival, self._busy_until)
-        self._busy_until = start + float(self.rng.exponential(self.config.service_mean_s))
+        self._busy_until = start + self._exponential(self._service_mean_s)
         return self._busy_until
 
     # -- client operations -----------------------------------------------------------------------
 
     def open(self, endpoint: Endpoint, channel: str, path: str, since: int | None) -> None:
         now = self.env.now
-        old = self._by_endpoint.get(endpoint.name, {}).get(channel)
+        old = self._by_endpoint.get(endpoint.name, _NO_CONNECTIONS).get(channel)
         if old is not None and old.state != CLOSED:
             self._client_gone(old, now)
         self._ids += 1
@@ -143,7 +177,7 @@ class Wire:
         self.at(rtt, lambda: self._handshake(conn))
 
     def send(self, endpoint: Endpoint, channel: str, message: dict[str, Any]) -> None:
-        conn = self._by_endpoint.get(endpoint.name, {}).get(channel)
+        conn = self._by_endpoint.get(endpoint.name, _NO_CONNECTIONS).get(channel)
         if conn is None or conn.state != OPEN:
             return
         now = self.env.now
@@ -154,7 +188,7 @@ class Wire:
         self.at(delay, lambda: self._arrive_up(conn, message))
 
     def close(self, endpoint: Endpoint, channel: str) -> None:
-        conn = self._by_endpoint.get(endpoint.name, {}).get(channel)
+        conn = self._by_endpoint.get(endpoint.name, _NO_CONNECTIONS).get(channel)
         if conn is not None and conn.state != CLOSED:
             self._client_gone(conn, self.env.now)
 
@@ -188,7 +222,7 @@ class Wire:
 
     def network_changed(self, endpoint: Endpoint, up: bool) -> None:
         now = self.env.now
-        for conn in list(self._by_endpoint.get(endpoint.name, {}).values()):
+        for conn in list(self._by_endpoint.get(endpoint.name, _NO_CONNECTIONS).values()):
             if conn.state == CLOSED:
                 continue
             if not up:

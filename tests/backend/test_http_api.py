@@ -558,6 +558,25 @@ def test_nul_and_lone_surrogates_in_ids_and_timestamps_are_400(people: People, b
     refused(response, 400, "invalid_field")
 
 
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": "x"}
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("field", ["device_info", "network_info"])
+def test_json_fields_are_checked_all_the_way_down(people: People, field: str) -> None:
+    """Objects stored as JSON: every key and string inside is storable, and nesting is bounded."""
+    client = Client(raise_request_exception=False)
+    for bad in ({"\x00": 1}, {"k": ["ok", "\ud800"]}, nested(30)):
+        response = post(client, CREATE, {**SPOT, field: bad}, people.alice.token)
+        assert refused(response, 400, "invalid_field")["error"].startswith(f"{field}:")
+    assert Alert.objects.count() == 0
+    create(client, people.alice.token, **{field: nested(5)})
+    assert getattr(Alert.objects.get(), field) == nested(5)
+
+
 # -- broadcasts from HTTP ------------------------------------------------------------------------
 
 async def test_http_create_reaches_the_operator_console(db: None) -> None:

@@ -395,6 +395,20 @@ async def test_nul_and_lone_surrogates_in_other_text_fields_store_nothing(socket
     assert (stored.status, stored.notes) == ("acknowledged", "")
 
 
+@pytest.mark.parametrize("raw", [
+    '{"type": "chat_message", "message": "hi", "client_msg_id": "p\\u0000:1"}',
+    '{"type": "chat_message", "message": "hi", "client_msg_id": "p:\\ud800"}',
+], ids=["nul", "surrogate"])
+async def test_an_unstorable_client_msg_id_is_an_invalid_field(sockets: Sockets, raw: str) -> None:
+    phone, _, alert = await database_sync_to_async(cast)()
+    comm = await sockets.open(f"/ws/chat/{alert.id}/", phone)
+    await comm.send_to(text_data=raw)
+    error = await expect_error(comm, "invalid_field")
+    assert error["message"].startswith("client_msg_id:")
+    await still_alive(comm)
+    assert await database_sync_to_async(counts)() == (0, 0, 0, 1)
+
+
 async def test_longest_chat_message_is_accepted(sockets: Sockets) -> None:
     phone, _, alert = await database_sync_to_async(cast)()
     comm = await sockets.open(f"/ws/chat/{alert.id}/", phone)

@@ -91,6 +91,9 @@ class Operator:
     def on_http(self, request_id: int, status: int, body: dict[str, Any], now: float) -> None:
         return None
 
+    def on_push(self, now: float) -> None:
+        return None  # the dashboard is always connected
+
     def on_frame(self, channel: str, message: dict[str, Any], now: float) -> None:
         kind = message.get("type")
         seq = message.get("seq") if isinstance(message.get("seq"), int) else None

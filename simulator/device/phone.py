@@ -183,6 +183,11 @@ class Phone:
         self.client.frame_received(channel, message, now)
         self._pump()
 
+    def on_push(self, now: float) -> None:
+        """A high-priority push: the OS may wake the app (quotas and Doze rules in Lifecycle)."""
+        woken = self.lifecycle.push(now, True)
+        self.ledger.state(now, self.name, "push", "woke" if woken else "ignored")
+
     def on_http(self, request_id: int, status: int, body: dict[str, Any], now: float) -> None:
         self.client.http_response(request_id, status, body, now)
         self._pump()

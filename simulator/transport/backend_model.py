@@ -75,6 +75,7 @@ class Result:
     close: int | None = None
     status: int = 200
     body: dict[str, Any] = field(default_factory=dict)
+    pushes: list[int] = field(default_factory=list)  # users to wake with a high-priority push
 
 
 class Refusal(Exception):
@@ -305,6 +306,12 @@ class BackendModel:
         message = {**payload, "seq": len(events) + 1}
         events.append(message)
         self._broadcast(stream, message, result)
+        if stream.startswith("user.") and not self.groups.get(stream):
+            # Nobody listens on the phone's channel: wake it with a high-priority push (FCM/APNs,
+            # ASSUME a push service beside the backend, as emergency apps have).
+            user = int(stream[5:])
+            if user not in result.pushes:
+                result.pushes.append(user)
         return len(events)
 
     def _broadcast(self, stream: str, message: dict[str, Any], result: Result) -> None:

@@ -58,6 +58,9 @@ class Endpoint(Protocol):
 
     def on_http(self, request_id: int, status: int, body: dict[str, Any], now: float) -> None: ...
 
+    def on_push(self, now: float) -> None:
+        """A high-priority push notification reached the device."""
+
 
 @dataclass(frozen=True)
 class WireConfig:
@@ -66,6 +69,7 @@ class WireConfig:
     connect_timeout_s: float = 10.0  # websockets' open_timeout default
     http_timeout_s: float = 10.0
     service_mean_s: float = 0.002
+    push_latency_s: float = 2.0  # ASSUME: FCM/APNs high-priority delivery takes a few seconds
 
 
 @dataclass
@@ -141,6 +145,7 @@ class Wire:
         self._by_endpoint: dict[str, dict[str, Connection]] = {}
         self._busy_until = 0.0
         self.events = 0
+        self._endpoints: dict[int, Endpoint] = {}  # user id -> device, for push notifications
         self._schedule = env.schedule
         self._service_mean_s = self.config.service_mean_s
         self._exponential = rng.exponential
@@ -162,6 +167,7 @@ class Wire:
 
     def open(self, endpoint: Endpoint, channel: str, path: str, since: int | None) -> None:
         now = self.env.now
+        self._endpoints[endpoint.user_id] = endpoint
         old = self._by_endpoint.get(endpoint.name, _NO_CONNECTIONS).get(channel)
         if old is not None and old.state != CLOSED:
             self._client_gone(old, now)
@@ -208,6 +214,7 @@ class Wire:
         def serve() -> None:
             result = self.backend.http(endpoint.user_id, method, path, body)
             self._dispatch(result.frames)
+            self._push(result.pushes)
             back = endpoint.link_delay(frame_size(result.body), False, self.env.now)
             if back is None:
                 self.at(self.config.http_timeout_s,
@@ -289,10 +296,24 @@ class Wire:
                 return
             result = self.backend.receive(conn.id, message)
             self._dispatch(result.frames)
+            self._push(result.pushes)
             if result.close is not None:
                 self._server_close(conn, result.close)
 
         self.at(done - self.env.now, serve)
+
+    def _push(self, users: list[int]) -> None:
+        """Deliver push notifications (a few seconds through FCM/APNs; none while offline)."""
+        for user in users:
+            endpoint = self._endpoints.get(user)
+            if endpoint is None:
+                continue
+            self.at(self.config.push_latency_s, partial(self._pushed, endpoint))
+
+    def _pushed(self, endpoint: Endpoint) -> None:
+        now = self.env.now
+        if endpoint.link_delay(100, False, now) is not None:  # the device has network
+            endpoint.on_push(now)
 
     def _dispatch(self, frames: list[tuple[int, dict[str, Any]]]) -> None:
         now = self.env.now

@@ -52,6 +52,9 @@ class Endpoint:
     def on_http(self, request_id: int, status: int, body: dict[str, Any], now: float) -> None:
         self._record(now, "http", request_id, status)
 
+    def on_push(self, now: float) -> None:
+        self._record(now, "push", None, None)
+
     def since(self, start: float) -> list[tuple[float, str, str, Any]]:
         return [entry for entry in self.log if entry[0] >= start]
 
@@ -304,3 +307,31 @@ def test_rto_tick() -> None:
     for now in np.linspace(0.0, 1000.0, 401):
         tick = rto_tick(3.0, float(now))
         assert tick >= now and tick >= 3.2
+
+
+def test_an_operator_message_to_a_phone_with_no_user_channel_sends_a_push() -> None:
+    world = World(push_latency_s=2.0)
+    world.wire.open(world.phone, "chat", f"/ws/chat/{world.alert_id}/", None)  # known to the wire
+    world.wire.open(world.operator, "chat", f"/ws/chat/{world.alert_id}/", None)
+    world.env.run(until=1.0)
+    world.operator_says(1.0, "are you safe?")
+    world.env.run(until=10.0)
+    pushes = [entry for entry in world.phone.log if entry[1] == "push"]
+    # the chat reaches the operator's server at 1.125; the push lands 2 s later
+    assert pushes == [(1.125 + 2.0, "push", None, None)]
+
+
+def test_no_push_while_the_user_channel_is_connected_or_the_phone_is_offline() -> None:
+    world = World(push_latency_s=2.0)
+    world.online()  # the phone listens on its user channel
+    world.operator_says(1.0, "are you safe?")
+    world.env.run(until=10.0)
+    assert [entry for entry in world.phone.log if entry[1] == "push"] == []
+    offline = World(push_latency_s=2.0)
+    offline.wire.open(offline.operator, "chat", f"/ws/chat/{offline.alert_id}/", None)
+    offline.wire.open(offline.phone, "chat", f"/ws/chat/{offline.alert_id}/", None)
+    offline.env.run(until=1.0)
+    offline.network(offline.phone, False, 1.5)
+    offline.operator_says(2.0, "are you safe?")
+    offline.env.run(until=20.0)
+    assert [entry for entry in offline.phone.log if entry[1] == "push"] == []

@@ -135,7 +135,7 @@ def sweep(events: list[Record], end: float, device: bool, heartbeats: list[float
     breaks: list[tuple[float, bool]] = []  # (time, foreground and on): they end a run of heartbeats
     network_time: dict[str, float] = {}
     battery: list[tuple[float, float]] = []
-    prev = 0.0
+    prev = events[0][1] if events else 0.0  # an actor exists from its first record (phones boot staggered)
 
     def code() -> int:
         allowed = net_up and power and lifecycle in ALLOWED_LIFECYCLE

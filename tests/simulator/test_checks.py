@@ -528,3 +528,19 @@ def test_judge_is_fast() -> None:
     assert len(ledger) > 400_000
     assert result.outcomes["originated"] == 60_000
     assert elapsed < 5.0, elapsed  # about 1 s per million records on a laptop
+
+
+def test_a_phone_exists_from_its_first_record() -> None:
+    # Phones boot staggered: the minutes before a phone's first record are not downtime.
+    ledger = Ledger()
+    name = "phone-late"
+    boot = 600.0
+    for dimension, value in (("os", "ios"), ("device_model", "iPhone 15"), ("power", "on"),
+                             ("lifecycle", "foreground"), ("network", "wifi"), ("battery", 90.0)):
+        ledger.state(boot, name, dimension, value)
+    ledger.connection(boot, name, "user", "connecting")
+    ledger.connection(boot + 0.5, name, "user", "open")
+    ledger.state(DURATION, name, "battery", 89.0)
+    result = check(ledger)
+    assert result.uptime == pytest.approx((DURATION - boot - 0.5) / (DURATION - boot))
+    assert result.verdict("uptime").verdict == PASS

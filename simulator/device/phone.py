@@ -116,6 +116,7 @@ class Phone:
         self._blackhole = False  # the app's traffic goes nowhere (Doze idle, powered off)
         self._alert_for: str | None = None
         self.closing = False  # the run is draining: originate nothing new
+        self._half_open: set[str] = set()  # channels whose link died unnoticed
 
     @property
     def mobility(self) -> RandomWaypoint | GaussMarkov:
@@ -174,12 +175,16 @@ class Phone:
         self._pump()
 
     def on_closed(self, channel: str, code: int, now: float) -> None:
+        self._half_open.discard(channel)
         self.ledger.connection(now, self.name, channel, "refused" if code in (4001, 4003) else "closed",
                                str(code))
         self.client.closed(channel, now, code)
         self._pump()
 
     def on_frame(self, channel: str, message: dict[str, Any], now: float) -> None:
+        if channel in self._half_open:
+            self._half_open.discard(channel)
+            self.ledger.connection(now, self.name, channel, "open", "survived the outage")
         self.client.frame_received(channel, message, now)
         self._pump()
 
@@ -201,8 +206,22 @@ class Phone:
             self.radio.switch(radio_for(new.preset.kind), now)
         if new.up != old.up:
             self.wire.network_changed(self, new.up and not self._blackhole)
+            if not new.up:
+                self._mark_half_open(now)
             self.client.network_changed(new.up, now)
             self._pump()
+
+    def _mark_half_open(self, now: float) -> None:
+        """The link died under sockets the client still thinks are open (no close frame came).
+
+        Written as ``half_open`` so the checker does not count them as up; the first frame that
+        gets through again shows the connection survived (written ``open`` then), a reset shows it
+        did not (``closed``).
+        """
+        for name, channel in self.client.channels.items():
+            if channel.status == "open" and name not in self._half_open:
+                self._half_open.add(name)
+                self.ledger.connection(now, self.name, name, "half_open", "link lost")
 
     def _lifecycle_changed(self, old: LifecycleStatus, new: LifecycleStatus) -> None:
         now = self.env.now
@@ -219,6 +238,8 @@ class Phone:
         if blocked != self._blackhole:
             self._blackhole = blocked
             self.wire.network_changed(self, self.network.state.up and not blocked)
+            if blocked:
+                self._mark_half_open(now)
         self._asleep = blocked
         if not blocked:
             self.client.lifecycle_changed(True, now)
@@ -305,6 +326,7 @@ class Phone:
                 self.ledger.connection(now, self.name, action.channel, "connecting")
                 self.wire.open(self, action.channel, action.path, action.since)
             elif isinstance(action, Close):
+                self._half_open.discard(action.channel)
                 self.ledger.connection(now, self.name, action.channel, "closed", action.reason)
                 self.wire.close(self, action.channel)
             elif isinstance(action, HttpRequest):

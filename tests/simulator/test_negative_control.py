@@ -39,10 +39,15 @@ def test_the_shipped_client_loses_data_during_reconnections(runs: dict[str, RunR
 
 
 def test_the_shipped_client_misses_reconnections(runs: dict[str, RunResult]) -> None:
-    success = verdict(runs["beacon-1.0"], "reconnect-success")
-    assert success["verdict"] == "fail"
-    assert success["measured"] < 0.99
+    # It notices a dead link only when a send fails (no pong expected), then waits 5 s: it misses
+    # the 5 s reconnection target, and some restorations see no reconnection at all before the
+    # next drop. The resilient client reconnects after every one.
+    shipped, resilient = runs["beacon-1.0"].to_json(), runs["resilient"].to_json()
     assert verdict(runs["beacon-1.0"], "reconnect")["verdict"] == "fail"
+    assert shipped["reconnect"]["failed"] > 0
+    assert shipped["reconnect_s"]["p50"] > 2 * resilient["reconnect_s"]["p50"]
+    assert resilient["reconnect"]["failed"] == 0
+    assert verdict(runs["resilient"], "reconnect-success")["measured"] == 1.0
 
 
 def test_the_resilient_client_loses_nothing_under_the_same_seed(runs: dict[str, RunResult]) -> None:

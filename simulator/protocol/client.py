@@ -203,14 +203,7 @@ class BeaconClient:
         if not self.policy.watch_connectivity or up == was_up:
             return
         if not up:
-            # Sockets over the lost network are dead; no close frame can get through.
-            for channel in self.channels.values():
-                if channel.status != CLOSED:
-                    self._actions.append(Close(channel.name, 1001, "network lost"))
-                    channel.status = CLOSED
-                    channel.closed_since = now
-                channel.retry_at = None
-            self._next_ping = None
+            self._close_all(now, "network lost")  # dead sockets: no close frame gets through
             return
         self._reopen_now(now)
 
@@ -220,15 +213,19 @@ class BeaconClient:
         if allowed == was:
             return
         if not allowed:
-            for channel in self.channels.values():
-                if channel.status != CLOSED:
-                    self._actions.append(Close(channel.name, 1001, "app suspended"))
-                    channel.status = CLOSED
-                    channel.closed_since = now
-                channel.retry_at = None
-            self._next_ping = None
+            self._close_all(now, "app suspended")
             return
         self._reopen_now(now)
+
+    def _close_all(self, now: float, reason: str) -> None:
+        """Close every channel and cancel their retries; they reopen when conditions allow."""
+        for channel in self.channels.values():
+            if channel.status != CLOSED:
+                self._actions.append(Close(channel.name, 1001, reason))
+                channel.status = CLOSED
+                channel.closed_since = now
+            channel.retry_at = None
+        self._next_ping = None
 
     def power_off(self, now: float) -> None:
         self.lifecycle_changed(False, now)

@@ -133,7 +133,9 @@ def register(request: HttpRequest) -> HttpResponse:
 # -- alerts --------------------------------------------------------------------------------------
 
 def _published(outcome: services.Outcome, status: int = 200) -> JsonResponse:
-    streams.publish_sync(outcome.events)
+    # A repeat republishes what the first request stored: a listener that lost it gets it now.
+    events = streams.stored_events(outcome.reply.get("seqs", {})) if outcome.repeated else outcome.events
+    streams.publish_sync(events)
     return JsonResponse({"success": True, "repeated": outcome.repeated, **outcome.reply},
                         status=status)
 

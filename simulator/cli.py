@@ -157,6 +157,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _provision(args: argparse.Namespace) -> int:
+    from django.db import Error as DatabaseError
+
     from beacon_backend.provision import partial_path, provision, stage_credentials
 
     _configure(args.data_dir)
@@ -166,6 +168,9 @@ def _provision(args: argparse.Namespace) -> int:
         partial_path(args.out).replace(args.out)
     except OSError as error:
         raise UsageError(f"--out {args.out}: {error.strerror or error}") from None
+    except DatabaseError as error:
+        partial_path(args.out).unlink(missing_ok=True)
+        raise UsageError(f"provisioning failed, nothing changed: {error}") from None
     print(f"provisioned {args.phones} phone(s) and {args.operators} operator(s); "
           f"credentials in {args.out}")
     return 0

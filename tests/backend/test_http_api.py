@@ -616,3 +616,28 @@ async def test_http_acknowledge_reaches_the_console_and_the_phone(db: None) -> N
     assert update["type"] == "alert_status_update" and update["alert"]["id"] == str(alert.id)
     await console.disconnect()
     await user_channel.disconnect()
+
+
+async def test_an_http_repeat_republishes_what_a_lost_broadcast_never_delivered(
+        db: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from beacon_backend import streams
+
+    op = await database_sync_to_async(make_user)("op", staff=True)
+    phone = await database_sync_to_async(make_user)("alice")
+    console = communicator("/ws/alerts/", access_token(op))
+    assert (await console.connect())[0]
+    assert (await console.receive_json_from(timeout=5))["type"] == "active_alerts"
+    headers = {"Authorization": f"Bearer {access_token(phone)}"}
+    body = {**SPOT, "client_msg_id": "alice:1"}
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        publish = streams.publish_sync
+        monkeypatch.setattr(streams, "publish_sync", lambda events: None)  # the broadcast is lost
+        first = await client.post(CREATE, json=body, headers=headers)
+        assert await console.receive_nothing(timeout=0.3)
+        monkeypatch.setattr(streams, "publish_sync", publish)
+        again = await client.post(CREATE, json=body, headers=headers)
+    assert again.json()["repeated"] is True and again.json()["alert_id"] == first.json()["alert_id"]
+    event = await console.receive_json_from(timeout=5)
+    assert (event["type"], event["seq"], event["alert"]["id"]) == ("new_alert", 1, first.json()["alert_id"])
+    await console.disconnect()

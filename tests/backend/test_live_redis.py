@@ -192,12 +192,14 @@ async def test_redis_sockets_survive_idling_and_refusals_leave_nothing_behind(
 # -- one port, two worker processes --------------------------------------------------------------
 
 async def spread(stack: AsyncExitStack, backend: LiveBackend, path: str, account: Account,
-                 snapshot: str | None = None, at_least: int = 3, limit: int = 40
-                 ) -> list[tuple[ClientConnection, int]]:
-    """Open sockets on ``path`` until both workers hold at least one; each with its worker's pid.
+                 snapshot: str | None = None, at_least: int = 3, limit: int = 80,
+                 both: bool = True) -> list[tuple[ClientConnection, int]]:
+    """Open sockets on ``path`` (until both workers hold one, with ``both``); each with its pid.
 
     Health answers as soon as one worker serves; the other may still be booting (slowly, on a cold
-    CI machine), so attempts are spaced out: at most ``limit`` sockets over about 10 s.
+    CI machine), so attempts are spaced out: at most ``limit`` sockets over about 20 s. Which worker
+    the kernel hands a connection is not ours to choose (a busy worker may take none for a while),
+    so only the first group insists on both; the later groups take what comes.
     """
     port = port_of(backend.url)
     sockets: list[tuple[ClientConnection, int]] = []
@@ -209,7 +211,7 @@ async def spread(stack: AsyncExitStack, backend: LiveBackend, path: str, account
             assert (await recv_json(ws))["type"] == snapshot
         await ping_is_next(ws)  # the worker that accepted it is serving it
         sockets.append((ws, serving_pid(ws, port, child_pids(backend.process.pid))))
-        if len(sockets) >= at_least and len({pid for _, pid in sockets}) >= 2:
+        if len(sockets) >= at_least and (not both or len({pid for _, pid in sockets}) >= 2):
             return sockets
     raise AssertionError(f"{limit} sockets on {path} all landed on one worker: {sockets[0][1]}")
 
@@ -231,14 +233,15 @@ async def test_workers_share_events_through_redis(redis_server: RedisServer, tmp
                 event = await recv_json(ws)
                 assert (event["type"], event["seq"], event["alert"]["id"]) == ("new_alert", 1, alert_id)
 
-            users = await spread(stack, backend, f"ws/user/{phone.id}/", phone)
-            phone_chats = await spread(stack, backend, f"ws/chat/{alert_id}/", phone)
-            operator_chats = await spread(stack, backend, f"ws/chat/{alert_id}/", operator)
+            users = await spread(stack, backend, f"ws/user/{phone.id}/", phone, both=False)
+            phone_chats = await spread(stack, backend, f"ws/chat/{alert_id}/", phone, both=False)
+            operator_chats = await spread(stack, backend, f"ws/chat/{alert_id}/", operator, both=False)
             workers = {pid for group in (consoles, users, phone_chats, operator_chats) for _, pid in group}
             assert len(workers) == 2, workers
 
             # Locations from each phone socket reach every console, on both workers, in order.
-            positions = await spread(stack, backend, f"ws/location/{alert_id}/", phone, at_least=2)
+            positions = await spread(stack, backend, f"ws/location/{alert_id}/", phone, at_least=2,
+                                     both=False)
             for number, (ws, _) in enumerate(positions, start=1):
                 fix = location(-33.8688 + number / 1000, 151.2093)
                 await request(ws, {"type": "location_update", "location": fix})

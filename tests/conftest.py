@@ -23,4 +23,4 @@ from beacon_backend.deployment import configure, migrate  # noqa: E402
 configure(_DATA_DIR)
 migrate()
 
-pytest_plugins = ["tests.backend.fixtures", "tests.backend.postgres"]
+pytest_plugins = ["tests.backend.fixtures", "tests.backend.postgres", "tests.backend.sockets"]

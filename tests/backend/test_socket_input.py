@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -11,54 +10,18 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
-from django.test import override_settings
 
 from beacon_backend import services
 from beacon_backend.models import Alert, ChatMessage, ClientMessage, LocationUpdate, StreamEvent
-from tests.backend.fixtures import access_token, communicator, make_user
+from tests.backend.fixtures import make_user
+from tests.backend.sockets import Sockets
 
 Message = dict[str, Any]
 GOOD = {"latitude": 52.52, "longitude": 13.405, "accuracy": 5.0}
 MAX_FRAME = 64 * 1024
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords() -> Iterator[None]:
-    """Users here never log in with a password; a cheap hasher keeps make_user fast."""
-    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
-        yield
-
-
-class Sockets:
-    """Opens communicators (waiting until the consumer is connected), closes them all."""
-
-    def __init__(self) -> None:
-        self.opened: list[WebsocketCommunicator] = []
-
-    async def open(self, path: str, user: User) -> WebsocketCommunicator:
-        comm = communicator(path, access_token(user))
-        connected, _ = await comm.connect(timeout=3)
-        assert connected
-        self.opened.append(comm)
-        await comm.send_json_to({"type": "ping", "timestamp": "sync"})
-        for _ in range(10):
-            message = await comm.receive_json_from(timeout=3)
-            if message == {"type": "pong", "timestamp": "sync", "seq": message.get("seq")}:
-                return comm
-        raise AssertionError("no pong")
-
-    async def close_all(self) -> None:
-        for comm in self.opened:
-            if comm.future.cancelled():  # a receive timed out: the test already failed
-                continue
-            await comm.disconnect(timeout=3)
-
-
-@pytest.fixture
-async def sockets(db: None) -> AsyncIterator[Sockets]:
-    opened = Sockets()
-    yield opened
-    await opened.close_all()
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def cast() -> tuple[User, User, Alert]:
@@ -116,7 +79,7 @@ async def still_alive(comm: WebsocketCommunicator) -> None:
 ])
 async def test_bad_frames_get_an_error_and_the_socket_lives(sockets: Sockets, frame: str, code: str) -> None:
     phone = await database_sync_to_async(make_user)("phone")
-    comm = await sockets.open(f"/ws/user/{phone.pk}/", phone)
+    comm, _ = await sockets.open(f"/ws/user/{phone.pk}/", phone)
     await comm.send_input({"type": "websocket.receive", "text": frame})
     await expect_error(comm, code)
     await still_alive(comm)
@@ -125,7 +88,7 @@ async def test_bad_frames_get_an_error_and_the_socket_lives(sockets: Sockets, fr
 async def test_binary_frame_gets_an_error_and_the_socket_lives(sockets: Sockets) -> None:
     phone, _, alert = await database_sync_to_async(cast)()
     for path in (f"/ws/user/{phone.pk}/", f"/ws/chat/{alert.id}/"):
-        comm = await sockets.open(path, phone)
+        comm, _ = await sockets.open(path, phone)
         await comm.send_to(bytes_data=json.dumps({"type": "ping"}).encode())
         await expect_error(comm, "binary_frame")
         await comm.send_input({"type": "websocket.receive", "bytes": b""})
@@ -135,7 +98,7 @@ async def test_binary_frame_gets_an_error_and_the_socket_lives(sockets: Sockets)
 
 async def test_unknown_type_echoes_client_msg_id(sockets: Sockets) -> None:
     phone = await database_sync_to_async(make_user)("phone")
-    comm = await sockets.open(f"/ws/user/{phone.pk}/", phone)
+    comm, _ = await sockets.open(f"/ws/user/{phone.pk}/", phone)
     await comm.send_json_to({"type": "teleport", "client_msg_id": "d:9"})
     error = await expect_error(comm, "unknown_type")
     assert error["client_msg_id"] == "d:9"
@@ -153,7 +116,7 @@ async def test_each_route_refuses_other_routes_messages(sockets: Sockets, name: 
     phone, operator, alert = await database_sync_to_async(cast)()
     path = {"user": f"/ws/user/{phone.pk}/", "console": "/ws/alerts/", "alert": f"/ws/alerts/{alert.id}/",
             "location": f"/ws/location/{alert.id}/", "chat": f"/ws/chat/{alert.id}/"}[name]
-    comm = await sockets.open(path, operator if name == "console" else phone)
+    comm, _ = await sockets.open(path, operator if name == "console" else phone)
     before = await database_sync_to_async(counts)()
     await comm.send_json_to({"type": kind, "alert_id": str(alert.id), "message": "hi",
                              "location": GOOD})
@@ -178,7 +141,7 @@ async def test_deeply_nested_json_is_invalid_json_and_the_socket_lives(sockets: 
     """About 20 KB of nesting is under the frame limit but beyond the parser's recursion limit."""
     phone, _, alert = await database_sync_to_async(cast)()
     path = f"/ws/user/{phone.pk}/" if route == "user" else f"/ws/chat/{alert.id}/"
-    comm = await sockets.open(path, phone)
+    comm, _ = await sockets.open(path, phone)
     assert 20000 <= len(frame.encode()) < MAX_FRAME
     await comm.send_to(text_data=frame)
     await expect_error(comm, "invalid_json")
@@ -202,7 +165,7 @@ def padded_ping(total_bytes: int, filler: str = "a") -> str:
 @pytest.mark.parametrize(("size", "filler"), [(MAX_FRAME, "a"), (MAX_FRAME - 1, "é"), (MAX_FRAME - 1, "€")])
 async def test_frames_up_to_64_kib_are_handled(sockets: Sockets, size: int, filler: str) -> None:
     phone = await database_sync_to_async(make_user)("phone")
-    comm = await sockets.open(f"/ws/user/{phone.pk}/", phone)
+    comm, _ = await sockets.open(f"/ws/user/{phone.pk}/", phone)
     await comm.send_to(text_data=padded_ping(size, filler))
     assert await comm.receive_json_from() == {"type": "pong", "seq": 0}
 
@@ -211,7 +174,7 @@ async def test_frames_up_to_64_kib_are_handled(sockets: Sockets, size: int, fill
                                               (66000, "€"), (200_000, "a")])
 async def test_frames_over_64_kib_close_1009(sockets: Sockets, size: int, filler: str) -> None:
     phone = await database_sync_to_async(make_user)("phone")
-    comm = await sockets.open(f"/ws/user/{phone.pk}/", phone)
+    comm, _ = await sockets.open(f"/ws/user/{phone.pk}/", phone)
     await comm.send_to(text_data=padded_ping(size, filler))
     assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": 1009}
 
@@ -244,8 +207,8 @@ async def test_frames_over_64_kib_close_1009(sockets: Sockets, size: int, filler
 ])
 async def test_bad_location_fields_store_nothing(sockets: Sockets, location: Message) -> None:
     phone, operator, alert = await database_sync_to_async(cast)()
-    console = await sockets.open("/ws/alerts/", operator)
-    comm = await sockets.open(f"/ws/location/{alert.id}/", phone)
+    console, _ = await sockets.open("/ws/alerts/", operator)
+    comm, _ = await sockets.open(f"/ws/location/{alert.id}/", phone)
     before = await database_sync_to_async(counts)()
     await comm.send_json_to({"type": "location_update", "location": location, "client_msg_id": "p:1"})
     error = await expect_error(comm, "invalid_field")
@@ -259,7 +222,7 @@ async def test_bad_location_fields_store_nothing(sockets: Sockets, location: Mes
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 async def test_non_finite_json_numbers_are_invalid_fields(sockets: Sockets, literal: str) -> None:
     phone, _, alert = await database_sync_to_async(cast)()
-    comm = await sockets.open(f"/ws/location/{alert.id}/", phone)
+    comm, _ = await sockets.open(f"/ws/location/{alert.id}/", phone)
     frame = '{"type": "location_update", "location": {"latitude": LAT, "longitude": 1.0}}'
     await comm.send_to(text_data=frame.replace("LAT", literal))
     await expect_error(comm, "invalid_field")
@@ -271,7 +234,7 @@ async def test_non_finite_json_numbers_are_invalid_fields(sockets: Sockets, lite
 async def test_huge_integers_are_invalid_fields_not_internal_errors(sockets: Sockets, field: str) -> None:
     """``float(10**400)`` raises OverflowError; that is bad input (invalid_field), not a server fault."""
     phone, _, alert = await database_sync_to_async(cast)()
-    comm = await sockets.open(f"/ws/location/{alert.id}/", phone)
+    comm, _ = await sockets.open(f"/ws/location/{alert.id}/", phone)
     await comm.send_json_to({"type": "location_update", "location": {**GOOD, field: 10**400}})
     error = await comm.receive_json_from()
     assert (error["type"], error["code"]) == ("error", "invalid_field"), error
@@ -289,7 +252,7 @@ async def test_huge_integers_are_invalid_fields_not_internal_errors(sockets: Soc
 ])
 async def test_bad_location_message_shapes_store_nothing(sockets: Sockets, frame: Message) -> None:
     phone, _, alert = await database_sync_to_async(cast)()
-    comm = await sockets.open(f"/ws/location/{alert.id}/", phone)
+    comm, _ = await sockets.open(f"/ws/location/{alert.id}/", phone)
     await comm.send_json_to(frame)
     await expect_error(comm, "invalid_field")
     await still_alive(comm)
@@ -298,8 +261,8 @@ async def test_bad_location_message_shapes_store_nothing(sockets: Sockets, frame
 
 async def test_coordinates_are_rounded_to_seven_decimals(sockets: Sockets) -> None:
     phone, operator, alert = await database_sync_to_async(cast)()
-    listener = await sockets.open(f"/ws/location/{alert.id}/", operator)
-    comm = await sockets.open(f"/ws/location/{alert.id}/", phone)
+    listener, _ = await sockets.open(f"/ws/location/{alert.id}/", operator)
+    comm, _ = await sockets.open(f"/ws/location/{alert.id}/", phone)
     await comm.send_json_to({"type": "location_update",
                              "location": {"latitude": 12.123456789, "longitude": -45.00000004999}})
     assert (await comm.receive_json_from())["type"] == "success"
@@ -312,7 +275,7 @@ async def test_coordinates_are_rounded_to_seven_decimals(sockets: Sockets) -> No
 
 async def test_location_for_a_closed_alert_is_refused(sockets: Sockets) -> None:
     phone, _, alert = await database_sync_to_async(cast)()
-    comm = await sockets.open(f"/ws/location/{alert.id}/", phone)
+    comm, _ = await sockets.open(f"/ws/location/{alert.id}/", phone)
     await database_sync_to_async(Alert.objects.filter(pk=alert.pk).update)(status="resolved")
     await comm.send_json_to({"type": "location_update", "location": GOOD})
     await expect_error(comm, "alert_closed")
@@ -339,8 +302,8 @@ async def test_location_for_a_closed_alert_is_refused(sockets: Sockets) -> None:
 ])
 async def test_bad_chat_messages_store_nothing(sockets: Sockets, frame: Message) -> None:
     phone, operator, alert = await database_sync_to_async(cast)()
-    listener = await sockets.open(f"/ws/chat/{alert.id}/", operator)
-    comm = await sockets.open(f"/ws/chat/{alert.id}/", phone)
+    listener, _ = await sockets.open(f"/ws/chat/{alert.id}/", operator)
+    comm, _ = await sockets.open(f"/ws/chat/{alert.id}/", phone)
     before = await database_sync_to_async(counts)()
     await comm.send_json_to(frame)
     await expect_error(comm, "invalid_field")
@@ -359,8 +322,8 @@ async def test_bad_chat_messages_store_nothing(sockets: Sockets, frame: Message)
 async def test_nul_and_lone_surrogates_in_chat_store_nothing(sockets: Sockets, raw: str) -> None:
     """JSON can carry NUL and a lone surrogate as escapes; the text field refuses both."""
     phone, operator, alert = await database_sync_to_async(cast)()
-    listener = await sockets.open(f"/ws/chat/{alert.id}/", operator)
-    comm = await sockets.open(f"/ws/chat/{alert.id}/", phone)
+    listener, _ = await sockets.open(f"/ws/chat/{alert.id}/", operator)
+    comm, _ = await sockets.open(f"/ws/chat/{alert.id}/", phone)
     before = await database_sync_to_async(counts)()
     await comm.send_to(text_data=raw)
     error = await expect_error(comm, "invalid_field")
@@ -383,9 +346,9 @@ async def test_nul_and_lone_surrogates_in_other_text_fields_store_nothing(socket
     phone, operator, alert = await database_sync_to_async(cast)()
     await database_sync_to_async(Alert.objects.filter(pk=alert.pk).update)(status="acknowledged")
     if where == "location":
-        comm = await sockets.open(f"/ws/location/{alert.id}/", phone)
+        comm, _ = await sockets.open(f"/ws/location/{alert.id}/", phone)
     else:
-        comm = await sockets.open("/ws/alerts/", operator)
+        comm, _ = await sockets.open("/ws/alerts/", operator)
     before = await database_sync_to_async(counts)()
     await comm.send_to(text_data=raw.replace("{alert}", str(alert.id)))
     await expect_error(comm, "invalid_field")
@@ -401,7 +364,7 @@ async def test_nul_and_lone_surrogates_in_other_text_fields_store_nothing(socket
 ], ids=["nul", "surrogate"])
 async def test_an_unstorable_client_msg_id_is_an_invalid_field(sockets: Sockets, raw: str) -> None:
     phone, _, alert = await database_sync_to_async(cast)()
-    comm = await sockets.open(f"/ws/chat/{alert.id}/", phone)
+    comm, _ = await sockets.open(f"/ws/chat/{alert.id}/", phone)
     await comm.send_to(text_data=raw)
     error = await expect_error(comm, "invalid_field")
     assert error["message"].startswith("client_msg_id:")
@@ -411,7 +374,7 @@ async def test_an_unstorable_client_msg_id_is_an_invalid_field(sockets: Sockets,
 
 async def test_longest_chat_message_is_accepted(sockets: Sockets) -> None:
     phone, _, alert = await database_sync_to_async(cast)()
-    comm = await sockets.open(f"/ws/chat/{alert.id}/", phone)
+    comm, _ = await sockets.open(f"/ws/chat/{alert.id}/", phone)
     await comm.send_json_to({"type": "chat_message", "message": "x" * 4000, "client_msg_id": "d" * 100})
     echo = await comm.receive_json_from()  # the sender's own copy comes before the ack
     assert (echo["type"], echo["message"], echo["seq"]) == ("chat_message", "x" * 4000, 1)
@@ -422,7 +385,7 @@ async def test_longest_chat_message_is_accepted(sockets: Sockets) -> None:
 
 async def test_a_refused_message_does_not_consume_its_client_msg_id(sockets: Sockets) -> None:
     phone, _, alert = await database_sync_to_async(cast)()
-    comm = await sockets.open(f"/ws/location/{alert.id}/", phone)
+    comm, _ = await sockets.open(f"/ws/location/{alert.id}/", phone)
     await comm.send_json_to({"type": "location_update", "client_msg_id": "p:5",
                              "location": {**GOOD, "latitude": 91}})
     assert (await expect_error(comm, "invalid_field"))["client_msg_id"] == "p:5"
@@ -435,7 +398,7 @@ async def test_a_refused_message_does_not_consume_its_client_msg_id(sockets: Soc
 async def test_a_client_msg_id_inside_the_location_is_ignored(sockets: Sockets) -> None:
     """Only the message's own (top-level) client_msg_id is an idempotency key."""
     phone, _, alert = await database_sync_to_async(cast)()
-    comm = await sockets.open(f"/ws/location/{alert.id}/", phone)
+    comm, _ = await sockets.open(f"/ws/location/{alert.id}/", phone)
     inner = {**GOOD, "client_msg_id": "inner:1"}
     for _ in range(2):
         await comm.send_json_to({"type": "location_update", "location": inner})
@@ -470,8 +433,8 @@ async def test_a_client_msg_id_inside_the_location_is_ignored(sockets: Sockets) 
 ])
 async def test_bad_operator_actions_change_nothing(sockets: Sockets, frame: Message, code: str) -> None:
     phone, operator, alert = await database_sync_to_async(cast)()
-    console = await sockets.open("/ws/alerts/", operator)
-    user_channel = await sockets.open(f"/ws/user/{phone.pk}/", phone)
+    console, _ = await sockets.open("/ws/alerts/", operator)
+    user_channel, _ = await sockets.open(f"/ws/user/{phone.pk}/", phone)
     before = await database_sync_to_async(counts)()
     sent = {k: (str(alert.id) if v == "{alert}" else v) for k, v in frame.items()}
     await console.send_json_to(sent)
@@ -487,7 +450,7 @@ async def test_malformed_alert_id_is_a_client_error_not_an_internal_one(sockets:
                                                                        alert_id: str) -> None:
     """A non-UUID alert_id is bad input: ``not_found`` (or ``invalid_field``), never ``internal_error``."""
     _, operator, _ = await database_sync_to_async(cast)()
-    console = await sockets.open("/ws/alerts/", operator)
+    console, _ = await sockets.open("/ws/alerts/", operator)
     await console.send_json_to({"type": "acknowledge_alert", "alert_id": alert_id})
     error = await console.receive_json_from()
     assert error["type"] == "error"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import jwt
@@ -18,69 +17,17 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.test import override_settings
 
 from beacon_backend import services, tokens
 from beacon_backend.models import Alert, ClientMessage, LocationUpdate, StreamEvent
-from tests.backend.fixtures import access_token, communicator, make_user
+from tests.backend.fixtures import access_token, make_user
+from tests.backend.sockets import Sockets
 
 Message = dict[str, Any]
 ROUTES = ["user", "console", "alert", "location", "chat"]
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords() -> Iterator[None]:
-    """Users here never log in with a password; a cheap hasher keeps make_user fast."""
-    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
-        yield
-
-
-class Sockets:
-    """Opens communicators, closes them all at the end of the test."""
-
-    def __init__(self) -> None:
-        self.opened: list[WebsocketCommunicator] = []
-
-    async def accepted(self, path: str, token: str | None = None, *,
-                       headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
-        comm = communicator(path, token, headers=headers)
-        connected, _ = await comm.connect(timeout=3)
-        assert connected, "the handshake must be accepted (refusals close after accepting)"
-        self.opened.append(comm)
-        return comm
-
-    async def close_code(self, path: str, token: str | None = None, *,
-                         headers: list[tuple[bytes, bytes]] | None = None) -> int:
-        """Connect and return the close code, which must be the first thing the server sends."""
-        comm = await self.accepted(path, token, headers=headers)
-        output = await comm.receive_output(timeout=3)
-        assert output["type"] == "websocket.close", f"expected a close first, got {output}"
-        return int(output["code"])
-
-    async def open(self, path: str, token: str | None, *,
-                   headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
-        """Connect and check the socket is usable (ping -> pong); drops any connect snapshot."""
-        comm = await self.accepted(path, token, headers=headers)
-        await comm.send_json_to({"type": "ping", "timestamp": "sync"})
-        for _ in range(10):
-            output = await comm.receive_output(timeout=3)
-            assert output["type"] == "websocket.send", f"socket closed: {output}"
-            if '"timestamp":"sync"' in output["text"]:
-                return comm
-        raise AssertionError("no pong")
-
-    async def close_all(self) -> None:
-        for comm in self.opened:
-            if comm.future.cancelled():  # a receive timed out: the test already failed
-                continue
-            await comm.disconnect(timeout=3)
-
-
-@pytest.fixture
-async def sockets(db: None) -> AsyncIterator[Sockets]:
-    opened = Sockets()
-    yield opened
-    await opened.close_all()
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def new_alert(user: User) -> Alert:
@@ -171,7 +118,7 @@ async def test_bearer_header_authenticates(sockets: Sockets, name: str) -> None:
     phone, _, operator, alert = await database_sync_to_async(cast)()
     who = operator if name == "console" else phone
     header = [(b"authorization", f"Bearer {access_token(who)}".encode())]
-    await sockets.open(route(name, who, alert), None, headers=header)
+    await sockets.usable(route(name, who, alert), None, headers=header)
 
 
 @pytest.mark.parametrize("value", ["Token {t}", "Bearer", "Basic {t}", "{t}"])
@@ -187,7 +134,7 @@ async def test_socket_is_closed_4001_when_its_token_expires(sockets: Sockets) ->
     exp = now + 2
     token = jwt.encode({"token_type": "access", "exp": exp, "iat": now, "jti": "short-lived",
                         "user_id": phone.pk}, settings.SECRET_KEY, algorithm="HS256")
-    comm = await sockets.open(f"/ws/user/{phone.pk}/", token)
+    comm = await sockets.usable(f"/ws/user/{phone.pk}/", token)
     await comm.send_json_to({"type": "ping", "timestamp": 1})
     assert (await comm.receive_json_from())["type"] == "pong"  # still open before expiry
     output = await comm.receive_output(timeout=exp - time.time() + 2)
@@ -197,7 +144,7 @@ async def test_socket_is_closed_4001_when_its_token_expires(sockets: Sockets) ->
 
 async def test_long_lived_token_is_not_closed(sockets: Sockets) -> None:
     phone, _, _, _ = await database_sync_to_async(cast)()
-    comm = await sockets.open(f"/ws/user/{phone.pk}/", access_token(phone))
+    comm = await sockets.usable(f"/ws/user/{phone.pk}/", access_token(phone))
     assert await comm.receive_nothing(timeout=0.3)
 
 
@@ -236,8 +183,8 @@ async def test_unknown_alert_closes_4003(sockets: Sockets, name: str, who: str) 
 @pytest.mark.parametrize("name", ["alert", "location", "chat"])
 async def test_owner_and_operator_are_allowed_on_alert_routes(sockets: Sockets, name: str) -> None:
     phone_a, _, operator, alert = await database_sync_to_async(cast)()
-    await sockets.open(route(name, phone_a, alert), access_token(phone_a))
-    await sockets.open(route(name, phone_a, alert), access_token(operator))
+    await sockets.usable(route(name, phone_a, alert), access_token(phone_a))
+    await sockets.usable(route(name, phone_a, alert), access_token(operator))
 
 
 @pytest.mark.parametrize("name", ["alert", "location", "chat"])
@@ -268,7 +215,7 @@ async def test_a_user_id_beyond_64_bits_closes_4003_even_for_staff(
 
 async def test_the_largest_64_bit_user_id_is_still_a_user_channel_for_staff(sockets: Sockets) -> None:
     _, _, operator, _ = await database_sync_to_async(cast)()
-    await sockets.open(f"/ws/user/{2**63 - 1}/", access_token(operator))
+    await sockets.usable(f"/ws/user/{2**63 - 1}/", access_token(operator))
 
 
 # -- 4004: no such route ---------------------------------------------------------------------------
@@ -299,9 +246,9 @@ async def test_operator_location_update_for_someones_alert_is_forbidden(sockets:
                                                                        extra: Message) -> None:
     _, _, operator, alert = await database_sync_to_async(cast)()
     events = await database_sync_to_async(StreamEvent.objects.count)()
-    console = await sockets.open("/ws/alerts/", access_token(operator))
-    listener = await sockets.open(f"/ws/location/{alert.id}/", access_token(operator))
-    comm = await sockets.open(f"/ws/location/{alert.id}/", access_token(operator))
+    console = await sockets.usable("/ws/alerts/", access_token(operator))
+    listener = await sockets.usable(f"/ws/location/{alert.id}/", access_token(operator))
+    comm = await sockets.usable(f"/ws/location/{alert.id}/", access_token(operator))
     await comm.send_json_to({"type": "location_update", **extra,
                              "location": {"latitude": 1.0, "longitude": 2.0, "accuracy": 3}})
     await refused_then_closed(comm, extra.get("client_msg_id"))
@@ -317,10 +264,10 @@ async def test_operator_location_update_for_someones_alert_is_forbidden(sockets:
 async def test_operator_cancel_alert_is_forbidden_and_closes_4003(sockets: Sockets) -> None:
     phone, _, operator, alert = await database_sync_to_async(cast)()
     events = await database_sync_to_async(StreamEvent.objects.count)()
-    console = await sockets.open("/ws/alerts/", access_token(operator))
-    user_channel = await sockets.open(f"/ws/user/{phone.pk}/", access_token(phone))
+    console = await sockets.usable("/ws/alerts/", access_token(operator))
+    user_channel = await sockets.usable(f"/ws/user/{phone.pk}/", access_token(phone))
     for extra in ({}, {"client_msg_id": "op:cancel"}):
-        comm = await sockets.open(f"/ws/alerts/{alert.id}/", access_token(operator))
+        comm = await sockets.usable(f"/ws/alerts/{alert.id}/", access_token(operator))
         await comm.send_json_to({"type": "cancel_alert", **extra})
         await refused_then_closed(comm, extra.get("client_msg_id"))
     for quiet in (console, user_channel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,58 +12,18 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.test import override_settings
 
 from beacon_backend import services, streams
 from beacon_backend.asgi import application
 from beacon_backend.models import Alert, ChatMessage, ClientMessage, LocationUpdate, StreamEvent
 from tests.backend.fixtures import access_token, communicator, make_user
+from tests.backend.sockets import Sockets
 
 Message = dict[str, Any]
 GOOD = {"latitude": 52.52, "longitude": 13.405, "accuracy": 5.0}
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords() -> Iterator[None]:
-    """Users here never log in with a password; a cheap hasher keeps make_user fast."""
-    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
-        yield
-
-
-class Sockets:
-    """Opens communicators, waits until each consumer is fully connected, closes them all."""
-
-    def __init__(self) -> None:
-        self.opened: list[WebsocketCommunicator] = []
-
-    async def open(self, path: str, user: User, *, since: int | None = None,
-                   comm: WebsocketCommunicator | None = None) -> tuple[WebsocketCommunicator, list[Message]]:
-        """Connect, then ping: returns the socket and everything it sent before the pong."""
-        comm = comm or communicator(path, access_token(user), since=since)
-        connected, _ = await comm.connect(timeout=3)
-        assert connected
-        self.opened.append(comm)
-        await comm.send_json_to({"type": "ping", "timestamp": "sync"})
-        before: list[Message] = []
-        for _ in range(50):
-            message = await comm.receive_json_from(timeout=3)
-            if message["type"] == "pong" and message.get("timestamp") == "sync":
-                return comm, before
-            before.append(message)
-        raise AssertionError(f"no pong after {before}")
-
-    async def close_all(self) -> None:
-        for comm in self.opened:
-            if comm.future.cancelled():  # a receive timed out: the test already failed
-                continue
-            await comm.disconnect(timeout=3)
-
-
-@pytest.fixture
-async def sockets(db: None) -> AsyncIterator[Sockets]:
-    opened = Sockets()
-    yield opened
-    await opened.close_all()
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def cast() -> tuple[User, User, Alert]:

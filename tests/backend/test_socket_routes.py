@@ -6,7 +6,6 @@ the backend makes (to operators, to the phone's user channel, to an alert's own 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -14,11 +13,12 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
-from django.test import AsyncClient, override_settings
+from django.test import AsyncClient
 
 from beacon_backend import services, streams
 from beacon_backend.models import Alert, ChatMessage, LocationUpdate, StreamEvent
-from tests.backend.fixtures import access_token, communicator, make_user
+from tests.backend.fixtures import access_token, make_user
+from tests.backend.sockets import Sockets
 
 Message = dict[str, Any]
 LAT, LON = 52.52, 13.405
@@ -26,47 +26,7 @@ LOCATION = {"latitude": 52.5200001, "longitude": 13.4049999, "accuracy": 8.5, "a
             "speed": 1.5, "heading": 90.0, "provider": "gps", "battery_level": 77.0}
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords() -> Iterator[None]:
-    """Users here never log in with a password; a cheap hasher keeps make_user fast."""
-    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
-        yield
-
-
-class Sockets:
-    """Opens communicators, waits until each consumer is fully connected, closes them all."""
-
-    def __init__(self) -> None:
-        self.opened: list[WebsocketCommunicator] = []
-
-    async def open(self, path: str, user: User, *, since: int | None = None
-                   ) -> tuple[WebsocketCommunicator, list[Message]]:
-        """Connect, then ping: returns the socket and what it sent before the pong."""
-        comm = communicator(path, access_token(user), since=since)
-        connected, _ = await comm.connect(timeout=3)
-        assert connected
-        self.opened.append(comm)
-        await comm.send_json_to({"type": "ping", "timestamp": "sync"})
-        before: list[Message] = []
-        for _ in range(50):
-            message = await comm.receive_json_from(timeout=3)
-            if message["type"] == "pong" and message.get("timestamp") == "sync":
-                return comm, before
-            before.append(message)
-        raise AssertionError(f"no pong after {before}")
-
-    async def close_all(self) -> None:
-        for comm in self.opened:
-            if comm.future.cancelled():  # a receive timed out: the test already failed
-                continue
-            await comm.disconnect(timeout=3)
-
-
-@pytest.fixture
-async def sockets(db: None) -> AsyncIterator[Sockets]:
-    opened = Sockets()
-    yield opened
-    await opened.close_all()
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def new_alert(user: User, **extra: Any) -> Alert:

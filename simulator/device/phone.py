@@ -114,7 +114,8 @@ class Phone:
         self._timer_at: float | None = None
         self._asleep = False  # app timers stopped (iOS suspended, killed, Doze idle, off)
         self._blackhole = False  # the app's traffic goes nowhere (Doze idle, powered off)
-        self._alert_for: str | None = None
+        self._creating: str | None = None  # origin id of the panic whose alert is being created
+        self._alert_for: str | None = None  # the open alert this phone streams for
         self.closing = False  # the run is draining: originate nothing new
         self._half_open: set[str] = set()  # channels whose link died unnoticed
 
@@ -201,9 +202,20 @@ class Phone:
 
     def _network_changed(self, old: NetworkState, new: NetworkState) -> None:
         now = self.env.now
+        handover = old.up and new.up and old.preset.is_wifi != new.preset.is_wifi
+        if handover:
+            # A new address: every socket dies (the checker sees a drop and a restoration).
+            self.ledger.state(now, self.name, "network", "down")
         self.ledger.state(now, self.name, "network", new.preset.kind if new.up else "down")
         if new.up and new.preset.kind != old.preset.kind:
             self.radio.switch(radio_for(new.preset.kind), now)
+        if handover:
+            self._half_open.clear()
+            self.wire.handover(self)
+            self.client.network_changed(False, now)  # connectivity callbacks: lost, then available
+            self.client.network_changed(True, now)
+            self._pump()
+            return
         if new.up != old.up:
             self.wire.network_changed(self, new.up and not self._blackhole)
             if not new.up:
@@ -256,18 +268,20 @@ class Phone:
         elif kind == "empty":
             self.ledger.state(now, self.name, "battery", 0.0)
             self.ledger.state(now, self.name, "power", "off")
+            # The phone dies mid-conversation: no close frame leaves it (the backend keeps a
+            # half-open socket until its keep-alive notices).
+            self._blackhole = True
+            self.wire.network_changed(self, False)
             self.client.power_off(now)
             self._pump()
-            self._blackhole = True
             self._asleep = True
-            self.wire.network_changed(self, False)
 
     def _panic(self) -> None:
         now = self.env.now
         if self.closing:
             return
-        if self.client.alert_open or (self.client.alert_id is not None and self._alert_for is None):
-            return
+        if self.client.alert_open or self._creating is not None:
+            return  # an alert is open or being created: the app already shows it
         if not self.battery.is_on:
             return
         fix = self._fix(now)
@@ -277,7 +291,7 @@ class Phone:
         self.correlator.register(correlate.create_key(self.user_id, fix.latitude, fix.longitude), origin)
         self.lifecycle.set_alert_active(True)
         self.battery.set_gps(True, now)
-        self._alert_for = origin
+        self._creating = origin
         self.client.panic(now, fix, origin, self.battery.level(now))
         self._pump()
 
@@ -314,7 +328,7 @@ class Phone:
             if not client.has_actions:
                 break
             self._carry_out(client.take_actions(), now)
-        if self._alert_for is not None and not client.alert_open and client.alert_id:
+        if self._alert_for is not None and (not client.alert_open or client.alert_id != self._alert_for):
             self._alert_ended(now)
         self._arm(now)
 
@@ -336,10 +350,19 @@ class Phone:
             elif isinstance(action, WantFix):
                 self._location(now)
             elif isinstance(action, Dropped):
+                if action.channel is not None:  # the send the client refused to make, and why
+                    self.ledger.attempt(now, action.origin_id, "ws", action.channel,
+                                        self.client.channels[action.channel].status)
                 self.ledger.dropped(now, action.origin_id, action.reason)
+                if action.origin_id == self._creating:  # the app gave up creating the alert
+                    self._creating = None
+                    self.lifecycle.set_alert_active(False)
+                    self.battery.set_gps(False, now)
             elif isinstance(action, Acked):
                 self.ledger.acked(now, action.origin_id)
-                if action.origin_id == self._alert_for:
+                if action.origin_id == self._creating:
+                    self._creating = None
+                    self._alert_for = self.client.alert_id
                     self._alert_created(now)
             elif isinstance(action, Received):
                 self._received(action, now)
@@ -427,8 +450,10 @@ class Phone:
         if key is None:
             return
         origin = self.correlator.lookup(key)
+        # Alert-scoped streams restart their seq for every alert: name the stream with its alert.
+        stream = action.channel if action.channel == USER else f"{action.channel}.{self.client.alert_id}"
         self.ledger.received(now, origin if origin is not None else f"unknown:{key!r}", self.name,
-                             action.channel, seq)
+                             stream, seq)
 
     # -- helpers ---------------------------------------------------------------------------------
 

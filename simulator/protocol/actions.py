@@ -53,6 +53,7 @@ class WantFix:
 class Dropped:
     origin_id: str
     reason: str
+    channel: str | None = None  # the channel it was meant for, when a closed channel dropped it
 
 
 @dataclass(frozen=True, slots=True)

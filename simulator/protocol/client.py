@@ -117,6 +117,7 @@ class BeaconClient:
         self._requests = 0
         self._http: dict[int, str] = {}  # request id -> origin id (fallback posts)
         self._shown: set[tuple[Any, ...]] = set()
+        self._first_use: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # lazy opens (no outbox)
 
     # -- driver interface ------------------------------------------------------------------------
 
@@ -183,6 +184,8 @@ class BeaconClient:
             for pending in list(self.outbox.values()):
                 if pending.channel == channel_name:
                     self._actions.append(Send(channel_name, pending.message, pending.origin_id))
+        for origin_id, message in self._first_use.pop(channel_name, []):
+            self._actions.append(Send(channel_name, message, origin_id))
 
     def closed(self, channel_name: str, now: float, code: int = 1006) -> None:
         channel = self.channels[channel_name]
@@ -190,6 +193,10 @@ class BeaconClient:
             return
         channel.status = CLOSED
         channel.closed_since = now
+        if not channel.ever_opened:  # its first open failed: what waited for it is lost
+            for origin_id, _message in self._first_use.pop(channel_name, []):
+                self._actions.append(Dropped(origin_id, f"{channel_name} channel never opened",
+                                             channel_name))
         if channel_name == USER:
             self._next_ping = None
         if code in (4001, 4003, 4004):
@@ -304,7 +311,8 @@ class BeaconClient:
             # server stamps replies with the last seq it delivered), so even a channel that has
             # seen no event yet resumes from where it was.
             channel.last_seq = seq if channel.last_seq is None else max(channel.last_seq, seq)
-        self._unanswered = 0
+        if channel_name == USER:
+            self._unanswered = 0  # the user channel is alive (other channels prove nothing about it)
         if kind == "ack":
             pending = self.outbox.pop(str(message.get("client_msg_id")), None)
             if pending is not None:
@@ -426,11 +434,17 @@ class BeaconClient:
         if channel.status == OPEN:
             self._actions.append(Send(name, message, origin_id))
             return
-        if not channel.ever_opened and channel.status == CLOSED and not channel.gave_up:
-            channel.wanted = True
-            self._open(channel, now)  # lazily, on first use
+        if not channel.ever_opened and not channel.gave_up:
+            # Opened lazily, on first use; what is sent meanwhile goes out once it opens
+            # (connect().then(send)). Only a channel that was open and closed drops sends.
+            if channel.status == CLOSED:
+                channel.wanted = True
+                self._open(channel, now)
+            if not self.policy.outbox:
+                self._first_use.setdefault(name, []).append((origin_id, message))
+            return
         if not self.policy.outbox:
-            self._actions.append(Dropped(origin_id, f"{name} channel {channel.status}"))
+            self._actions.append(Dropped(origin_id, f"{name} channel {channel.status}", name))
 
     def _fallback_due(self) -> float | None:
         after = self.policy.http_fallback_after_s
@@ -499,7 +513,7 @@ class BeaconClient:
             channel.ever_opened = False
             channel.gave_up = False
             channel.last_seq = None
-            channel.wanted = self.policy.reopen_all_channels or name == LOCATION
+            channel.wanted = self.policy.reopen_all_channels  # beacon-1.0: lazily, on first use
             if channel.wanted:
                 self._open(channel, now)
 
@@ -515,6 +529,9 @@ class BeaconClient:
             if channel.status != CLOSED:
                 self._actions.append(Close(name, 1000, "alert closed"))
                 channel.status = CLOSED
+        for name in (ALERT, LOCATION, CHAT):
+            for origin_id, _message in self._first_use.pop(name, []):
+                self._actions.append(Dropped(origin_id, "alert closed before delivery", name))
         for origin_id in [o for o, p in self.outbox.items() if p.channel in (ALERT, LOCATION, CHAT)]:
             pending = self.outbox.pop(origin_id)
             self._actions.append(Dropped(pending.origin_id, "alert closed before delivery"))

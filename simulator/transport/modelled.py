@@ -85,6 +85,8 @@ class Connection:
     down_since: float | None = None
     pending_up: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     pending_down: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    dropped_at: float | None = None  # when the backend gave up on it
+    orphaned: bool = False  # its address is gone (a handover): nothing of it crosses any more
 
 
 def rto_tick(first_sent: float, now: float) -> float:
@@ -184,7 +186,7 @@ class Wire:
 
     def send(self, endpoint: Endpoint, channel: str, message: dict[str, Any]) -> None:
         conn = self._by_endpoint.get(endpoint.name, _NO_CONNECTIONS).get(channel)
-        if conn is None or conn.state != OPEN:
+        if conn is None or conn.state != OPEN or conn.orphaned:
             return
         now = self.env.now
         delay = endpoint.link_delay(frame_size(message), True, now)
@@ -230,7 +232,7 @@ class Wire:
     def network_changed(self, endpoint: Endpoint, up: bool) -> None:
         now = self.env.now
         for conn in list(self._by_endpoint.get(endpoint.name, _NO_CONNECTIONS).values()):
-            if conn.state == CLOSED:
+            if conn.state == CLOSED or conn.orphaned:
                 continue
             if not up:
                 if conn.down_since is None:
@@ -248,6 +250,27 @@ class Wire:
                             partial(self._handshake, conn))
                 continue
             self._flush(conn, now)
+
+    def handover(self, endpoint: Endpoint) -> None:
+        """The device moved to another network (Wi-Fi <-> cellular): its old address is gone.
+
+        Every connection dies at once on the device's side (the OS reports an error on the
+        socket), while the backend keeps a half-open socket until its keep-alive gives up: no FIN
+        or close frame can come from an address that no longer exists.
+        """
+        now = self.env.now
+        for conn in list(self._by_endpoint.get(endpoint.name, _NO_CONNECTIONS).values()):
+            if conn.state == CLOSED:
+                continue
+            conn.orphaned = True
+            conn.pending_up, conn.pending_down = [], []
+            if conn.server_open:
+                self.at(self._server_detects_at(conn, now) - now, partial(self._orphan_check, conn))
+            self.at(0.05, partial(self._closed_by_server, conn, 1006))
+
+    def _orphan_check(self, conn: Connection) -> None:
+        if conn.server_open:
+            self._server_drop(conn)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -319,8 +342,8 @@ class Wire:
         now = self.env.now
         for conn_id, message in frames:
             conn = self.connections.get(conn_id)
-            if conn is None or not conn.server_open:
-                continue
+            if conn is None or not conn.server_open or conn.orphaned:
+                continue  # an orphaned socket: written into the void, lost
             delay = conn.endpoint.link_delay(frame_size(message), False, now)
             if delay is None:
                 conn.pending_down.append((now, message))
@@ -328,7 +351,7 @@ class Wire:
             self.at(delay, partial(self._arrive_down, conn, message))
 
     def _arrive_down(self, conn: Connection, message: dict[str, Any]) -> None:
-        if conn.state == OPEN:
+        if conn.state == OPEN and not conn.orphaned:
             conn.endpoint.on_frame(conn.channel, message, self.env.now)
 
     def _flush(self, conn: Connection, now: float) -> None:
@@ -338,7 +361,12 @@ class Wire:
         for sent, message in ups:
             self.at(rto_tick(sent, now) - now, partial(self._arrive_up, conn, message))
         if not conn.server_open:
-            return  # the backend gave up on it: what it had written is lost
+            # The backend gave up on it: what it had written is lost, and its FIN (or reset)
+            # reaches the client at the next retransmission tick.
+            if conn.state == OPEN:
+                dropped = conn.dropped_at if conn.dropped_at is not None else now
+                self.at(rto_tick(dropped, now) - now, partial(self._closed_by_server, conn, 1006))
+            return
         for sent, message in downs:
             self.at(rto_tick(sent, now) - now, partial(self._arrive_down, conn, message))
 
@@ -353,6 +381,7 @@ class Wire:
             self._server_drop(conn)
 
     def _server_drop(self, conn: Connection) -> None:
+        conn.dropped_at = self.env.now
         conn.server_open = False
         conn.pending_down = []
         self.backend.disconnect(conn.id)
@@ -376,7 +405,7 @@ class Wire:
     def _client_gone(self, conn: Connection, now: float) -> None:
         conn.state = CLOSED
         conn.pending_up = []
-        if not conn.server_open:
+        if not conn.server_open or conn.orphaned:
             return
         delay = conn.endpoint.link_delay(60, True, now)
         if delay is None:

@@ -39,7 +39,10 @@ USER_ID = 7
 ALERT_ID = "00000000-0000-0000-0000-000000000001"
 FIX = Fix(52.52, 13.405, 8.0)
 BOTH = pytest.mark.parametrize("policy", [BEACON_1_0, RESILIENT], ids=lambda p: p.name)
-ALERT_CHANNELS = {BEACON_1_0.name: [LOCATION], RESILIENT.name: [ALERT, LOCATION, CHAT]}
+# Opened when the alert is created (beacon-1.0 opens each lazily, on first use).
+ALERT_CHANNELS = {BEACON_1_0.name: [], RESILIENT.name: [ALERT, LOCATION, CHAT]}
+# Connected by `in_alert` (for beacon-1.0: as if its first fix had opened the location channel).
+IN_ALERT = {BEACON_1_0.name: [LOCATION], RESILIENT.name: [ALERT, LOCATION, CHAT]}
 PATHS = {USER: f"/ws/user/{USER_ID}/", ALERT: f"/ws/alerts/{ALERT_ID}/",
          LOCATION: f"/ws/location/{ALERT_ID}/", CHAT: f"/ws/chat/{ALERT_ID}/"}
 
@@ -61,7 +64,7 @@ def in_alert(policy: Policy, now: float = 1.0) -> BeaconClient:
     assert isinstance(request, HttpRequest)
     client.http_response(request.request_id, 201, {"success": True, "alert_id": ALERT_ID}, now)
     client.take_actions()
-    for name in ALERT_CHANNELS[policy.name]:
+    for name in IN_ALERT[policy.name]:
         client.connected(name, now)
     assert client.take_actions() == []
     return client
@@ -254,19 +257,23 @@ def test_created_alert_opens_channels_and_starts_the_location_cadence(policy: Po
         assert of(client.take_actions(), WantFix) == [WantFix()]
 
 
-def test_beacon_opens_chat_and_alert_only_on_first_use_and_drops_that_message() -> None:
+def test_beacon_opens_chat_and_alert_only_on_first_use_and_sends_that_message_once_open() -> None:
     client = in_alert(BEACON_1_0)
     client.chat(2.0, "help", "phone-7:2")
-    assert client.take_actions() == [Open(CHAT, PATHS[CHAT], None),
-                                     Dropped("phone-7:2", "chat channel connecting")]
+    assert client.take_actions() == [Open(CHAT, PATHS[CHAT], None)]
     client.connected(CHAT, 2.5)
+    assert client.take_actions() == [Send(CHAT, {"type": "chat_message", "message": "help"},
+                                          "phone-7:2")]
     client.chat(3.0, "still here", "phone-7:3")
     assert client.take_actions() == [Send(CHAT, {"type": "chat_message", "message": "still here"},
                                           "phone-7:3")]
     client.cancel(4.0, "phone-7:4")
-    actions = client.take_actions()
-    assert actions[0] == Open(ALERT, PATHS[ALERT], None)
-    assert of(actions, Dropped)[0].origin_id == "phone-7:4"
+    assert client.take_actions() == [Open(ALERT, PATHS[ALERT], None)]
+    client.connected(ALERT, 4.5)
+    assert client.take_actions() == [Send(ALERT, {"type": "cancel_alert"}, "phone-7:4")]
+    client.closed(CHAT, 10.0)  # once open and closed, a chat channel is never reopened: sends drop
+    client.chat(11.0, "hello?", "phone-7:5")
+    assert client.take_actions() == [Dropped("phone-7:5", "chat channel closed", CHAT)]
 
 
 def location(now: float, **extra: Any) -> dict[str, Any]:
@@ -287,7 +294,7 @@ def test_beacon_sends_each_fix_on_the_socket_and_over_http_and_drops_it_when_clo
     assert of(client.take_actions(), Open) == [Open(USER, PATHS[USER], None)]
     client.connected(USER, 45.0)
     client.location_fix(61.0, FIX, "phone-7:3")
-    assert client.take_actions() == [Dropped("phone-7:3", "location channel closed"),
+    assert client.take_actions() == [Dropped("phone-7:3", "location channel closed", LOCATION),
                                      HttpRequest(3, "POST", path, http_body, "phone-7:3")]
     assert client.outbox == {}
 
@@ -411,7 +418,7 @@ def test_network_loss_resilient_closes_waits_and_reopens_at_once_beacon_ignores_
 def test_suspension_closes_sockets_and_resume_reopens(policy: Policy) -> None:
     client = in_alert(policy)
     client.lifecycle_changed(False, 10.0)
-    assert [a.channel for a in of(client.take_actions(), Close)] == [USER, *ALERT_CHANNELS[policy.name]]
+    assert [a.channel for a in of(client.take_actions(), Close)] == [USER, *IN_ALERT[policy.name]]
     client.handle_timeout(100.0)
     actions = client.take_actions()
     assert of(actions, Open) == [] and of(actions, Send) == []
@@ -444,7 +451,7 @@ def test_a_closed_status_stops_the_cadence_and_closes_alert_channels(policy: Pol
     actions = client.take_actions()
     assert of(actions, Received) == [Received(USER, status_update(status, 2))]
     assert [(a.channel, a.code) for a in of(actions, Close)] == [
-        (name, 1000) for name in ALERT_CHANNELS[policy.name]]
+        (name, 1000) for name in IN_ALERT[policy.name]]
     for name in ALERT_CHANNELS[policy.name]:
         client.closed(name, 6.5, 1000)
     assert client.next_deadline() == 30.0
@@ -478,3 +485,11 @@ def test_next_deadline_is_the_earliest_timer() -> None:
     client.handle_timeout(5.25)
     client.connected(USER, 6.0)
     assert client.next_deadline() == 33.0  # the fix (ping moved to 36)
+
+
+def test_beacon_drops_what_waited_for_a_lazy_channel_that_never_opened() -> None:
+    client = in_alert(BEACON_1_0)
+    client.chat(2.0, "help", "phone-7:2")
+    assert client.take_actions() == [Open(CHAT, PATHS[CHAT], None)]
+    client.closed(CHAT, 3.0, 1006)
+    assert of(client.take_actions(), Dropped) == [Dropped("phone-7:2", "chat channel never opened", CHAT)]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from simulator.ledger import Ledger
 from simulator.profile import load
 from simulator.result import RunResult
 from simulator.simulate import simulate
@@ -18,10 +19,14 @@ CLAIMS = ("connect", "reconnect", "latency", "heartbeat", "delivery", "loss-reco
           "reconnect-success", "duplicates", "battery", "memory")
 
 
+RUNS: dict[str, tuple[RunResult, Ledger]] = {}
+
+
 @pytest.fixture(scope="module")
 def runs() -> dict[str, RunResult]:
-    return {policy: simulate(load("city-commute", policy=policy, seed=1))[0]
-            for policy in ("beacon-1.0", "resilient")}
+    for policy in ("beacon-1.0", "resilient"):
+        RUNS[policy] = simulate(load("city-commute", policy=policy, seed=1))
+    return {policy: run[0] for policy, run in RUNS.items()}
 
 
 def verdict(result: RunResult, claim: str) -> dict[str, Any]:
@@ -36,6 +41,11 @@ def test_the_shipped_client_loses_data_during_reconnections(runs: dict[str, RunR
     assert lost_in_reconnect > 0
     assert verdict(runs["beacon-1.0"], "loss-reconnect")["verdict"] == "fail"
     assert "beacon-1.0" in verdict(runs["beacon-1.0"], "loss-reconnect")["note"]
+    # And for the reason PROTOCOL.md gives: sends on a channel that closed and never reopened.
+    ledger = RUNS["beacon-1.0"][1]
+    dropped = {r[2]: r[3] for r in ledger.records if r[0] == "dropped"}
+    on_closed = [reason for reason in dropped.values() if reason.endswith("channel closed")]
+    assert len(on_closed) >= lost_in_reconnect
 
 
 def test_the_shipped_client_misses_reconnections(runs: dict[str, RunResult]) -> None:

@@ -335,3 +335,25 @@ def test_no_push_while_the_user_channel_is_connected_or_the_phone_is_offline() -
     offline.operator_says(2.0, "are you safe?")
     offline.env.run(until=20.0)
     assert [entry for entry in offline.phone.log if entry[1] == "push"] == []
+
+
+def test_the_backend_close_reaches_a_silent_client_at_a_retransmission_after_restoration() -> None:
+    world = World()
+    world.online()
+    world.network(world.phone, False, 30.0)  # the backend gives up on the socket at 60
+    world.network(world.phone, True, 100.0)  # the phone sends nothing after that
+    world.env.run(until=300.0)
+    closes = [(round(t, 6), kind, code) for t, kind, _, code in world.phone.since(30.0)]
+    assert closes == [(round(rto_tick(60.0, 100.0), 6), "closed", 1006)]
+
+
+def test_a_handover_kills_the_sockets_at_once_and_leaves_the_backend_half_open() -> None:
+    world = World()
+    world.online()
+    world.at(30.0, lambda: world.wire.handover(world.phone))
+    world.operator_says(35.0, "are you there?")  # written to the orphaned socket: lost
+    assert world.consumers_at(50.0) == 1  # the backend still holds the dead socket
+    assert world.consumers_at(61.0) == 0  # until its keep-alive gives up (ping at 40, +20 s)
+    world.env.run(until=100.0)
+    assert world.phone.since(30.0) == [(30.05, "closed", "user", 1006)]
+    assert [e["type"] for e in world.backend.streams[f"user.{PHONE}"]] == ["operator_message"]  # stored

@@ -68,16 +68,28 @@ def check_redis(url: str, timeout: float = 3.0) -> None:
         raise ServeError(f"Redis at {host}:{port} is not reachable: {error}") from None
 
 
-def run(listener: Listener, server: str, workers: int) -> int:
+@dataclass(frozen=True)
+class Keepalive:
+    """The server's WebSocket pings: every ``interval`` s, dropping a socket whose pong is
+    ``timeout`` s late (Uvicorn's defaults). Short values make half-open sockets die fast."""
+
+    interval: float = 20.0
+    timeout: float = 20.0
+
+
+def run(listener: Listener, server: str, workers: int, keepalive: Keepalive | None = None) -> int:
     """Serve until SIGINT or SIGTERM; return the exit status."""
+    keepalive = keepalive or Keepalive()
     if server == "uvicorn":
-        return _run_uvicorn(listener, workers)
+        return _run_uvicorn(listener, workers, keepalive)
     if server == "daphne":
-        return _run_daphne(listener) if workers == 1 else _run_daphne_workers(listener, workers)
+        if workers == 1:
+            return _run_daphne(listener, keepalive)
+        return _run_daphne_workers(listener, workers, keepalive)
     raise ServeError(f"unknown server {server!r} (choose uvicorn or daphne)")
 
 
-def _run_uvicorn(listener: Listener, workers: int) -> int:
+def _run_uvicorn(listener: Listener, workers: int, keepalive: Keepalive) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -100,6 +112,7 @@ def _run_uvicorn(listener: Listener, workers: int) -> int:
         APP, workers=workers, log_level="warning", access_log=False, lifespan="off",
         log_config=logging_config(),
         ws_max_size=MAX_FRAME_BYTES, timeout_graceful_shutdown=5,
+        ws_ping_interval=keepalive.interval, ws_ping_timeout=keepalive.timeout,
     )
     if workers == 1:
         GracefulServer(config).run(sockets=[listener.sock])
@@ -108,7 +121,7 @@ def _run_uvicorn(listener: Listener, workers: int) -> int:
     return 0
 
 
-def _run_daphne(listener: Listener) -> int:
+def _run_daphne(listener: Listener, keepalive: Keepalive) -> int:
     from daphne.server import Server  # installs Twisted's asyncio reactor
 
     from beacon_backend.asgi import application
@@ -119,14 +132,17 @@ def _run_daphne(listener: Listener) -> int:
         # No action_logger: daphne then writes no access log (which would carry ?token=).
         websocket_max_message_size=MAX_FRAME_BYTES,
         websocket_max_frame_size=MAX_FRAME_BYTES,
+        ping_interval=keepalive.interval,
+        ping_timeout=keepalive.timeout,
     ).run()
     return 0
 
 
-def _run_daphne_workers(listener: Listener, workers: int) -> int:
+def _run_daphne_workers(listener: Listener, workers: int, keepalive: Keepalive) -> int:
     """One Daphne process per worker, all accepting on the inherited socket."""
     fd = listener.sock.fileno()
-    command = [sys.executable, "-m", "beacon_backend.server", "--daphne-fd", str(fd)]
+    command = [sys.executable, "-m", "beacon_backend.server", "--daphne-fd", str(fd),
+               "--ping-interval", repr(keepalive.interval), "--ping-timeout", repr(keepalive.timeout)]
     children = [subprocess.Popen(command, pass_fds=(fd,)) for _ in range(workers)]
     stopping = False
 
@@ -147,5 +163,9 @@ def _run_daphne_workers(listener: Listener, workers: int) -> int:
 
 if __name__ == "__main__":  # a Daphne worker started by _run_daphne_workers
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beacon_backend.settings")
-    inherited = socket.socket(fileno=int(sys.argv[sys.argv.index("--daphne-fd") + 1]))
-    sys.exit(_run_daphne(Listener(inherited, "", 0)))
+    def _arg(name: str) -> str:
+        return sys.argv[sys.argv.index(name) + 1]
+
+    inherited = socket.socket(fileno=int(_arg("--daphne-fd")))
+    sys.exit(_run_daphne(Listener(inherited, "", 0),
+                         Keepalive(float(_arg("--ping-interval")), float(_arg("--ping-timeout")))))

@@ -7,6 +7,7 @@ and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -50,6 +51,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 class Parser(argparse.ArgumentParser):
     """Option mistakes end in one line on stderr (status 2), pointing at ``--help``."""
 
@@ -90,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", default=os.environ.get("BEACON_REDIS_URL"),
                        help="redis://host:port/db for the channels_redis layer "
                             "(default: $BEACON_REDIS_URL, else in-memory)")
+    serve.add_argument("--ws-ping-interval", type=_seconds, default=20.0, metavar="S",
+                       help="send a WebSocket ping every S seconds (default %(default)s)")
+    serve.add_argument("--ws-ping-timeout", type=_seconds, default=20.0, metavar="S",
+                       help="drop a socket whose pong is S seconds late (default %(default)s)")
     serve.set_defaults(handler=_serve)
 
     provision = backend_commands.add_parser(
@@ -153,7 +168,8 @@ def _serve(args: argparse.Namespace) -> int:
     layer = "redis" if args.redis_url else "in-memory"
     print(f"Beacon backend on {listener.url} ({args.server}, {args.workers} worker(s), "
           f"{layer} channel layer, data in {args.data_dir})", flush=True)
-    return server.run(listener, args.server, args.workers)
+    keepalive = server.Keepalive(args.ws_ping_interval, args.ws_ping_timeout)
+    return server.run(listener, args.server, args.workers, keepalive)
 
 
 def _provision(args: argparse.Namespace) -> int:

@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="username prefix, e.g. fleet-phone-00001 (default %(default)s)")
     provision.set_defaults(handler=_provision)
     _simulate_command(commands)
+    _run_command(commands)
     return parser
 
 
@@ -319,6 +320,109 @@ def _simulate(args: argparse.Namespace) -> int:
                                     strict=args.strict))
     print(f"report: {out}{os.sep}")
     if interrupted:
+        return EXIT_INTERRUPTED
+    return exit_code(result, args.strict)
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _run_command(commands: argparse._SubParsersAction[Parser]) -> None:
+    from simulator.protocol.policies import POLICIES
+
+    run = commands.add_parser(
+        "run", help="run a fleet in wall-clock time against a real backend; judge the claims",
+        description="Run PROFILE's fleet of phones and operators in wall-clock time (x --speed) over "
+                    "real WebSockets and HTTP. With no --url, start the reference backend on a free "
+                    "loopback port with a fresh data directory, provision its users, and stop it at "
+                    "the end; with --url, drive that deployment with the users in --creds (the file "
+                    "`backend provision` writes). Then drain, read what the backend stored, judge "
+                    "every claim and write the report folder. Exit status: 0 every verdict passed, "
+                    "1 one failed (with --strict, also one not measured), 2 the run could not be "
+                    "done, 130 interrupted (a partial report is still written).")
+    run.add_argument("profile", metavar="PROFILE", nargs="?", default="ci-smoke",
+                     help="a profile file, or the name of one in profiles/ (default %(default)s)")
+    run.add_argument("--devices", type=_positive, help="phones (default: the profile's)")
+    run.add_argument("--operators", type=_count, help="operators (default: the profile's)")
+    run.add_argument("--duration", type=_duration,
+                     help="model time, e.g. 600, 90s, 15m, 1h30m (default: the profile's)")
+    run.add_argument("--speed", type=_speed, default=1.0,
+                     help="model seconds per wall second (default %(default)s; timing verdicts "
+                          "hold only at 1)")
+    run.add_argument("--seed", type=_count, help="run seed (default: the profile's)")
+    run.add_argument("--policy", choices=sorted(POLICIES),
+                     help="client policy (default: the profile's)")
+    run.add_argument("--url", help="an existing backend, e.g. http://127.0.0.1:8000/ "
+                                   "(default: start the reference backend)")
+    run.add_argument("--creds", type=Path, metavar="F",
+                     help="credentials file for --url, as `backend provision` writes it")
+    run.add_argument("--origin", help="Origin header for WebSocket handshakes")
+    run.add_argument("--out", type=Path, metavar="DIR",
+                     help="report folder (default: reports/<profile>-<UTC timestamp>/)")
+    run.add_argument("--strict", action="store_true",
+                     help="a claim that could not be measured fails the run (CI)")
+    run.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+    run.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from simulator.checks import exit_code
+    from simulator.profile import ProfileError, load
+    from simulator.progress import ProgressWriter, clock
+    from simulator.report import write_report
+    from simulator.report.console import render_console
+    from simulator.run import RunError, run
+
+    if args.url is not None and args.creds is None:
+        raise UsageError("--url needs --creds (a credentials file from `backend provision`)")
+    if args.url is None and args.creds is not None:
+        raise UsageError("--creds goes with --url (without --url the fleet provisions its own users)")
+    if args.url is not None and not args.url.startswith(("http://", "https://")):
+        raise UsageError(f"--url {args.url}: expected http://host:port/ or https://...")
+    try:
+        config = load(args.profile, devices=args.devices, operators=args.operators,
+                      duration_s=args.duration, seed=args.seed, policy=args.policy)
+    except ProfileError as error:
+        raise UsageError(str(error)) from None
+    out = _report_dir(args.out, config.name)
+    writer = ProgressWriter(sys.stderr, tty=sys.stderr.isatty()) if not args.no_progress else None
+    try:
+        outcome = run(config, speed=args.speed, url=args.url, creds_path=args.creds,
+                      origin=args.origin, on_progress=writer, strict=args.strict,
+                      profile_name=config.name)
+    except RunError as error:
+        raise UsageError(str(error)) from None
+    finally:
+        if writer is not None:
+            writer.close()
+    result = outcome.result
+    if outcome.interrupted:
+        result = dataclasses.replace(result, warnings=(
+            *result.warnings,
+            f"interrupted (Ctrl-C) at {clock(outcome.reached_s)} of {clock(outcome.end_s)} model "
+            f"time: a partial run, not drained; messages still in flight count as lost"))
+    try:
+        write_report(result, outcome.ledger, out)
+    except OSError as error:
+        raise UsageError(f"--out {out}: {error.strerror or error}") from None
+    sys.stdout.write(render_console(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
+                                    strict=args.strict))
+    if outcome.problems:
+        print("backend problems: " + ", ".join(f"{cause} x{n}"
+                                               for cause, n in outcome.problems.most_common()))
+    print(f"report: {out}{os.sep}")
+    if outcome.interrupted:
         return EXIT_INTERRUPTED
     return exit_code(result, args.strict)
 

@@ -31,6 +31,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -451,6 +452,30 @@ class LiveWire:
         task.add_done_callback(self.tasks.discard)
 
     # -- network changes -------------------------------------------------------------------------
+
+    def handover(self, endpoint: Endpoint) -> None:
+        """The device moved to another network (Wi-Fi <-> cellular): its old address is gone.
+
+        As on the modelled wire: the device's sockets die at once on its side (the phone hears
+        1006 after 50 ms), while the backend keeps a half-open socket until its keep-alive gives
+        up: the socket sends nothing more and reads nothing (no pong), and is released when the
+        backend hangs up.
+        """
+        for sock in [s for s in self.sockets if s.endpoint is endpoint]:
+            if sock.client_closed or sock.reported or sock.disposed:
+                continue
+            sock.abandoned = True
+            sock.state = CLOSED  # the phone's sends go nowhere
+            sock.up.clear()
+            sock.down.clear()
+            self.forget(sock)
+            self.at(0.05, partial(self._orphaned, sock))
+
+    def _orphaned(self, sock: Socket) -> None:
+        sock._report(1006)
+        sock.client_closed = True
+        if sock.transport is None or sock.peer_gone:
+            sock.dispose()
 
     def network_changed(self, endpoint: Endpoint, up: bool) -> None:
         link = self._link(endpoint)

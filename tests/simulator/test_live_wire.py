@@ -372,3 +372,18 @@ async def test_close_1011_and_garbage_frames_are_counted() -> None:
     assert [code for _, code in phone.closes("user")] == [1011]
     assert wire.problems == {"non-json frame": 1, "binary frame": 1, "non-object frame": 1,
                              "close 1011": 1}
+
+
+async def test_a_handover_kills_the_phones_sockets_and_leaves_the_backend_half_open(world: World) -> None:
+    wire, phone, operator = world.wire, world.phone, world.operator
+    alert = await world.create_alert()
+    path = f"/ws/chat/{alert}/"
+    world.at(0.0, lambda: wire.open(phone, "chat", path, None))
+    world.at(0.0, lambda: wire.open(operator, "chat", path, None))
+    await world.run(1.0)
+    world.at(1.0, lambda: wire.handover(phone))
+    world.at(1.2, lambda: wire.send(operator, "chat", {"type": "chat_message", "message": "lost"}))
+    await world.run(2.0)
+    assert [code for _, code in phone.closes("chat")] == [1006]  # at once, on the phone's side
+    assert [m["message"] for _, m in phone.frames("chat", "chat_message")] == []  # the void
+    assert not wire.problems

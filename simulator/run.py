@@ -1,0 +1,448 @@
+"""``run``: the same fleet as ``simulate``, in wall-clock time, against a real Beacon backend.
+
+The run: start the reference backend on a free loopback port with a fresh data directory and
+provision the users the fleet needs (or take an existing deployment's URL and credentials file);
+log every user in over HTTP; build the phones and operators exactly as :func:`simulator.simulate.build`
+does, but on a :class:`~simulator.clock.WallClock` and a :class:`~simulator.transport.live.LiveWire`;
+run for ``duration_s`` model seconds; stop originating and drain; read what the backend stored over
+HTTP (the ``stored`` records); judge the ledger; stop the embedded backend (also on error or Ctrl-C).
+
+First cut, known gaps: status changes are read from the alert's current state (``status``,
+``acknowledged_at``), not from a full history, so a status the backend entered and left again
+without a trace there is not counted as stored; the drain is capped at :data:`DRAIN_CAP_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from simulator import checks, correlate
+from simulator.clock import WallClock
+from simulator.correlate import Correlator
+from simulator.device.phone import Phone
+from simulator.fleet import FleetConfig, phone_spec
+from simulator.ledger import Ledger
+from simulator.operators import Operator
+from simulator.result import GeneratorStats, RunInfo, RunResult
+from simulator.rng import Actor, Concern, generator
+from simulator.simulate import Progress
+from simulator.transport.live import LiveWire
+
+DRAIN_CAP_S = 20.0  # model seconds: the drain is at most this long (the profile's, if shorter)
+STARTUP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+LOGIN_CONCURRENCY = 20
+READ_CONCURRENCY = 8
+
+Credentials = dict[str, list[dict[str, Any]]]
+
+
+class RunError(Exception):
+    """The run could not be done (the backend did not start, a login failed ...): one line."""
+
+
+# -- the backend ------------------------------------------------------------------------------------
+
+@dataclass
+class EmbeddedBackend:
+    """``beacon-fleet backend serve --port 0`` in a subprocess, with a fresh data directory."""
+
+    data_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.data_dir / "backend.log"
+
+    def _command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "simulator.cli", "backend", *args]
+
+    def start(self) -> str:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self._command("serve", "--port", "0", "--data-dir", str(self.data_dir)),
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RunError(f"the backend exited with status {self.process.returncode}: "
+                               f"{self.tail()}")
+            if not self.url:
+                text = self.log_path.read_text(errors="replace")
+                if "http://" in text:
+                    self.url = text[text.index("http://"):].split()[0]
+            if self.url:
+                try:
+                    if httpx.get(self.url + "api/health/", timeout=1, trust_env=False).status_code == 200:
+                        return self.url
+                except httpx.TransportError:
+                    pass
+            time.sleep(0.1)
+        raise RunError(f"the backend did not become healthy within {STARTUP_TIMEOUT_S:.0f} s: "
+                       f"{self.tail()}")
+
+    def provision(self, phones: int, operators: int) -> Credentials:
+        out = self.data_dir / "credentials.json"
+        done = subprocess.run(
+            self._command("provision", "--data-dir", str(self.data_dir), "--phones", str(phones),
+                          "--operators", str(operators), "--out", str(out)),
+            capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RunError(f"provisioning failed: {done.stderr.strip() or done.stdout.strip()}")
+        return load_credentials(out)
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(text[-lines:])
+
+
+def load_credentials(path: Path) -> Credentials:
+    """A credentials file as ``backend provision`` writes it."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise RunError(f"--creds {path}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise RunError(f"--creds {path}: not JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise RunError(f"--creds {path}: expected {{\"phones\": [...], \"operators\": [...]}}")
+    creds: Credentials = {}
+    for kind in ("phones", "operators"):
+        entries = data.get(kind, [])
+        if not isinstance(entries, list) or not all(
+                isinstance(e, dict) and {"id", "username", "password"} <= set(e) for e in entries):
+            raise RunError(f"--creds {path}: {kind!r} must be a list of {{id, username, password}}")
+        creds[kind] = entries
+    return creds
+
+
+async def login_all(base_url: str, entries: list[dict[str, Any]]) -> dict[int, str]:
+    """Log every user in (at most :data:`LOGIN_CONCURRENCY` at once); user id -> access token."""
+    tokens: dict[int, str] = {}
+    limit = asyncio.Semaphore(LOGIN_CONCURRENCY)
+    async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+        async def one(entry: dict[str, Any]) -> None:
+            async with limit:
+                try:
+                    response = await client.post(base_url + "api/auth/login/", json={
+                        "username": entry["username"], "password": entry["password"]})
+                except httpx.HTTPError as error:
+                    raise RunError(f"login of {entry['username']} failed: {error!r}") from None
+            if response.status_code != 200:
+                raise RunError(f"login of {entry['username']} failed: HTTP {response.status_code} "
+                               f"{response.text[:200]}")
+            body = response.json()
+            user_id = int(body.get("user", {}).get("id", entry["id"]))
+            if user_id != int(entry["id"]):
+                raise RunError(f"{entry['username']}: the credentials say user {entry['id']}, "
+                               f"the backend says {user_id}")
+            tokens[user_id] = str(body["tokens"]["access"])
+
+        await asyncio.gather(*(one(entry) for entry in entries))
+    return tokens
+
+
+# -- the fleet --------------------------------------------------------------------------------------
+
+@dataclass
+class LiveRun:
+    """A built fleet on the wall clock, ready to run."""
+
+    config: FleetConfig
+    clock: WallClock
+    ledger: Ledger
+    correlator: Correlator
+    wire: LiveWire
+    phones: list[Phone]
+    operators: list[Operator]
+    tokens: dict[int, str]
+
+
+def build(config: FleetConfig, clock: WallClock, wire: LiveWire, creds: Credentials,
+          tokens: dict[int, str]) -> LiveRun:
+    """As :func:`simulator.simulate.build`, with the provisioned user ids."""
+    ledger = Ledger()
+    correlator = Correlator()
+    directory: dict[int, str] = {}
+    phones: list[Phone] = []
+    for index in range(config.devices):
+        user_id = int(creds["phones"][index]["id"])
+        spec, start_at = phone_spec(config, index, user_id)
+        phone = Phone(spec, config.seed, clock, wire, ledger, correlator,  # type: ignore[arg-type]
+                      config.duration_s)
+        directory[user_id] = phone.name
+        phones.append(phone)
+        wire.at(start_at, phone.start)
+    claims: dict[str, str] = {}
+    operators: list[Operator] = []
+    for index in range(config.operators):
+        user_id = int(creds["operators"][index]["id"])
+        operator = Operator(index, user_id, clock, wire, ledger, correlator,  # type: ignore[arg-type]
+                            generator(config.seed, Actor.OPERATOR, index, Concern.OPERATOR),
+                            config.operator, directory, claims,
+                            use_ids=config.policy != "beacon-1.0")
+        operators.append(operator)
+        wire.at(0.0, operator.start)
+    return LiveRun(config, clock, ledger, correlator, wire, phones, operators, tokens)
+
+
+def _stop_originating(live: LiveRun) -> None:
+    now = live.clock.now
+    for phone in live.phones:
+        if not phone.closing:
+            phone.closing = True
+            phone.finish(min(now, live.config.duration_s))
+    for operator in live.operators:
+        operator.closing = True
+
+
+async def run_clock(live: LiveRun, drain_s: float, on_progress: Callable[[Progress], None] | None,
+                    stop: asyncio.Event, slice_wall_s: float = 0.25) -> float:
+    """Run for the duration, stop originating, drain; return the model time reached.
+
+    ``stop`` set (Ctrl-C) ends the run between two slices: originating stops, the drain is skipped.
+    """
+    config, clock = live.config, live.clock
+    started = time.monotonic()
+    end = config.duration_s
+    step = max(slice_wall_s * clock.speed, 1e-3)
+    for phase, until in (("run", end), ("drain", end + drain_s)):
+        while clock.now < until and not stop.is_set():
+            await clock.run(until=min(until, clock.now + step))
+            if on_progress is not None:
+                on_progress(Progress(float(clock.now), end + drain_s, live.wire.events,
+                                     time.monotonic() - started, phase))
+        if phase == "run" or stop.is_set():
+            _stop_originating(live)
+        if stop.is_set():
+            break
+    return float(clock.now)
+
+
+# -- what the backend stored ------------------------------------------------------------------------
+
+async def _pages(client: httpx.AsyncClient, url: str, token: str) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        response = await client.get(url, params={"page": page},
+                                    headers={"Authorization": f"Bearer {token}"})
+        if response.status_code != 200:
+            raise RunError(f"GET {url}?page={page}: HTTP {response.status_code} {response.text[:200]}")
+        body = response.json()
+        results += body.get("results", [])
+        if not body.get("next"):
+            return results
+        page += 1
+
+
+async def read_stored(base_url: str, readers: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Every record the backend holds, as (kind, record), read over HTTP.
+
+    ``readers`` are access tokens: an operator's sees every alert; phones' tokens (when there is no
+    operator) each see their own. Status changes come from the alert's current state: its status
+    (when not ``active``) and ``acknowledged`` when ``acknowledged_at`` is set.
+    """
+    records: list[tuple[str, dict[str, Any]]] = []
+    limit = asyncio.Semaphore(READ_CONCURRENCY)
+    async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+        alerts: dict[str, tuple[dict[str, Any], str]] = {}
+        for token in readers:
+            for alert in await _pages(client, base_url + "api/auth/alerts/", token):
+                alerts.setdefault(str(alert["id"]), (alert, token))
+
+        async def details(alert_id: str, token: str) -> tuple[str, list[Any], list[Any]]:
+            async with limit:
+                base = f"{base_url}api/auth/alerts/{alert_id}/"
+                locations = await _pages(client, base + "locations/", token)
+                messages = await _pages(client, base + "messages/", token)
+            return alert_id, locations, messages
+
+        found = await asyncio.gather(*(details(a, t) for a, (_, t) in alerts.items()))
+    for alert_id, locations, messages in found:
+        alert = alerts[alert_id][0]
+        records.append(("create", {"alert_id": alert_id, "user": alert["user"],
+                                   "latitude": alert["latitude"], "longitude": alert["longitude"]}))
+        records += [("location", {"alert_id": alert_id, **loc}) for loc in locations]
+        records += [("chat", {"alert_id": alert_id, **chat}) for chat in messages]
+        statuses = []
+        if alert.get("acknowledged_at") and alert["status"] != "acknowledged":
+            statuses.append("acknowledged")
+        if alert["status"] != "active":
+            statuses.append(alert["status"])
+        records += [("status", {"alert_id": alert_id, "status": s}) for s in statuses]
+    return records
+
+
+def record_stored(live: LiveRun, records: list[tuple[str, dict[str, Any]]]) -> None:
+    """Match stored records to origins, exactly as :func:`simulator.simulate.record_stored`."""
+    counts: Counter[str] = Counter()
+    for kind, record in records:
+        key: correlate.Key
+        if kind == "create":
+            key = correlate.create_key(record["user"], record["latitude"], record["longitude"])
+        elif kind == "location":
+            key = correlate.location_key(record["alert_id"], record["latitude"], record["longitude"])
+        elif kind == "chat":
+            key = correlate.chat_key(record["message"])
+        else:
+            key = correlate.status_key(record["alert_id"], record["status"])
+        origin = live.correlator.lookup(key)
+        counts[origin if origin is not None else f"unknown:{key!r}"] += 1
+    for origin, count in sorted(counts.items()):
+        live.ledger.stored(origin, count)
+
+
+# -- the whole run ----------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    """A finished run: the judged result, its ledger, and how it ended."""
+
+    result: RunResult
+    ledger: Ledger
+    interrupted: bool
+    reached_s: float
+    end_s: float
+    problems: Counter[str]
+
+
+async def _drive(config: FleetConfig, url: str, creds: Credentials, speed: float,
+                 origin: str | None, on_progress: Callable[[Progress], None] | None,
+                 stop: asyncio.Event) -> tuple[LiveRun, float, list[tuple[str, dict[str, Any]]]]:
+    users = creds["phones"][:config.devices] + creds["operators"][:config.operators]
+    tokens = await login_all(url, users)
+    clock = WallClock(speed=speed)
+    wire = LiveWire(clock, url, tokens, origin=origin)
+    try:
+        live = build(config, clock, wire, creds, tokens)
+        reached = await run_clock(live, min(config.drain_s, DRAIN_CAP_S), on_progress, stop)
+        operators = [tokens[int(e["id"])] for e in creds["operators"][:config.operators]]
+        readers = operators[:1] or [tokens[int(e["id"])] for e in creds["phones"][:config.devices]]
+        stored = await read_stored(url, readers)
+    finally:
+        await wire.aclose()
+    return live, reached, stored
+
+
+def run(config: FleetConfig, *, speed: float = 1.0, url: str | None = None,
+        creds_path: Path | None = None, origin: str | None = None,
+        on_progress: Callable[[Progress], None] | None = None, strict: bool = False,
+        profile_name: str | None = None) -> Outcome:
+    """Run one fleet against a backend (embedded unless ``url``), then judge it.
+
+    Raises:
+        RunError: If the run could not be done (backend, credentials, logins, reading the store).
+    """
+    started_at = datetime.now(UTC).replace(microsecond=0).isoformat()
+    wall = time.monotonic()
+    cpu = time.process_time()
+    backend: EmbeddedBackend | None = None
+    scratch: str | None = None
+    try:
+        if url is None:
+            scratch = tempfile.mkdtemp(prefix="beacon-fleet-run-")
+            backend = EmbeddedBackend(Path(scratch))
+            base_url = backend.start()
+            creds = backend.provision(config.devices, config.operators)
+        else:
+            if creds_path is None:
+                raise RunError("--url needs --creds (a credentials file from `backend provision`)")
+            base_url = url if url.endswith("/") else url + "/"
+            creds = load_credentials(creds_path)
+        if len(creds["phones"]) < config.devices or len(creds["operators"]) < config.operators:
+            raise RunError(f"the credentials hold {len(creds['phones'])} phone(s) and "
+                           f"{len(creds['operators'])} operator(s); the run needs {config.devices} "
+                           f"and {config.operators}")
+        live, reached, stored, interrupted = _loop(config, base_url, creds, speed, origin, on_progress)
+    finally:
+        if backend is not None:
+            backend.stop()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    record_stored(live, stored)
+    drain_s = min(config.drain_s, DRAIN_CAP_S)
+    run_info = RunInfo(
+        mode="run", profile=profile_name or config.name, seed=config.seed,
+        devices=config.devices, operators=config.operators,
+        duration_s=min(reached, config.duration_s), policy=config.policy, speed=speed,
+        backend_url=base_url, backend_embedded=url is None, started_at=started_at,
+        wall_s=round(time.monotonic() - wall, 3), shards=1,
+    )
+    stats = GeneratorStats(loop_lag_ms=live.clock.loop_lag_ms,
+                           cpu_s=round(time.process_time() - cpu, 3),
+                           peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    result = checks.judge(live.ledger, run_info, config.targets, stats, strict=strict)
+    problems = live.wire.problems
+    if problems:
+        listed = ", ".join(f"{cause} x{n}" for cause, n in problems.most_common())
+        result = dataclasses.replace(result, warnings=(
+            *result.warnings, f"the backend misbehaved: {listed}"))
+    return Outcome(result, live.ledger, interrupted, reached, config.duration_s + drain_s,
+                   Counter(problems))
+
+
+def _loop(config: FleetConfig, url: str, creds: Credentials, speed: float, origin: str | None,
+          on_progress: Callable[[Progress], None] | None
+          ) -> tuple[LiveRun, float, list[tuple[str, dict[str, Any]]], bool]:
+    """Drive the fleet on a fresh event loop; the first Ctrl-C stops it cleanly, the second at once."""
+
+    async def main() -> tuple[LiveRun, float, list[tuple[str, dict[str, Any]]], bool]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_sigint() -> None:
+            if stop.is_set() and task is not None:
+                task.cancel()
+            stop.set()
+            print("stopping: the partial run will be judged and written (Ctrl-C again to stop at "
+                  "once)", file=sys.stderr, flush=True)
+
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+        try:
+            live, reached, stored = await _drive(config, url, creds, speed, origin, on_progress, stop)
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)
+        return live, reached, stored, stop.is_set()
+
+    return asyncio.run(main())

@@ -1,0 +1,80 @@
+"""``beacon-fleet run`` as a user runs it: a short fleet against the reference backend on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulator.report import REPORT_JSON
+from tests.backend.fixtures import LiveBackend
+
+pytestmark = pytest.mark.live
+
+USAGE = 2
+
+
+def run_cli(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+    """Run ``beacon-fleet run`` in a fresh interpreter, as a user would."""
+    return subprocess.run([sys.executable, "-m", "simulator.cli", "run", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
+
+
+def report(out: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((out / REPORT_JSON).read_text())
+    return document
+
+
+def check_run(done: subprocess.CompletedProcess[str], out: Path, devices: int,
+              embedded: bool) -> dict[str, Any]:
+    assert done.returncode in (0, 1), (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    document = report(out)
+    assert done.returncode == document["exit_code"]
+    run = document["run"]
+    assert run["mode"] == "run"
+    assert run["devices"] == devices
+    assert run["speed"] == 1
+    assert run["backend"]["embedded"] is embedded
+    verdicts = {v["id"]: v for v in document["verdicts"]}
+    assert verdicts["connect"]["n"] == devices, verdicts["connect"]
+    assert verdicts["connect"]["verdict"] == "pass", verdicts["connect"]
+    assert verdicts["unexpected"]["verdict"] == "pass", verdicts["unexpected"]
+    lag = document["generator"]["loop_lag_ms"]
+    assert lag is not None and lag["n"] > 0
+    assert done.stdout.startswith("beacon-fleet run: profile ci-smoke")
+    assert done.stdout.rstrip().endswith(f"report: {out}{os.sep}")
+    return document
+
+
+def test_embedded_backend_run_connects_every_phone(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    done = run_cli("ci-smoke", "--devices", "5", "--operators", "1", "--duration", "30s",
+                   "--speed", "1", "--out", str(out), "--no-progress")
+    check_run(done, out, 5, embedded=True)
+
+
+def test_url_and_creds_drive_an_existing_backend(tmp_path: Path, live_backend: LiveBackend) -> None:
+    creds = live_backend.provision(4, 1, prefix="ext")
+    path = tmp_path / "creds.json"
+    path.write_text(json.dumps(creds))
+    out = tmp_path / "report"
+    done = run_cli("ci-smoke", "--devices", "4", "--operators", "1", "--duration", "20s",
+                   "--url", live_backend.url, "--creds", str(path), "--out", str(out),
+                   "--no-progress")
+    document = check_run(done, out, 4, embedded=False)
+    assert document["run"]["backend"]["url"] == live_backend.url
+    assert live_backend.process.poll() is None  # a deployment the fleet did not start is left running
+
+
+def test_url_without_creds_is_refused_in_one_line(tmp_path: Path) -> None:
+    done = run_cli("--url", "http://127.0.0.1:9/", "--out", str(tmp_path / "r"), "--no-progress",
+                   timeout=30)
+    assert done.returncode == USAGE
+    assert "Traceback" not in done.stderr
+    assert "--creds" in done.stderr

@@ -208,7 +208,6 @@ def _duration(text: str) -> float:
 
 
 def _simulate_command(commands: argparse._SubParsersAction[Parser]) -> None:
-    from simulator.protocol.policies import POLICIES
 
     simulate = commands.add_parser(
         "simulate", help="run a fleet in virtual time against the modelled backend; judge the claims",
@@ -221,20 +220,28 @@ def _simulate_command(commands: argparse._SubParsersAction[Parser]) -> None:
     simulate.add_argument("profile", metavar="PROFILE",
                           help="a profile file, or the name of one in profiles/ (e.g. ci-smoke, "
                                "city-commute, stadium, rural-hiker)")
-    simulate.add_argument("--devices", type=_positive, help="phones (default: the profile's)")
-    simulate.add_argument("--operators", type=_count, help="operators (default: the profile's)")
-    simulate.add_argument("--duration", type=_duration,
-                          help="simulated time, e.g. 600, 90s, 15m, 2h, 1h30m (default: the profile's)")
-    simulate.add_argument("--seed", type=_count, help="run seed (default: the profile's)")
-    simulate.add_argument("--policy", choices=sorted(POLICIES),
-                          help="client policy (default: the profile's)")
-    simulate.add_argument("--out", type=Path, metavar="DIR",
-                          help="report folder (default: reports/<profile>-<UTC timestamp>/)")
-    simulate.add_argument("--strict", action="store_true",
-                          help="a claim that could not be measured fails the run (CI)")
-    simulate.add_argument("--no-progress", action="store_true",
-                          help="no progress display on stderr")
+    _fleet_options(simulate, "simulated time, e.g. 600, 90s, 15m, 2h, 1h30m (default: the profile's)")
+    _report_options(simulate)
     simulate.set_defaults(handler=_simulate)
+
+
+def _fleet_options(parser: argparse.ArgumentParser, duration_help: str) -> None:
+    """The profile overrides that `simulate` and `run` share."""
+    from simulator.protocol.policies import POLICIES
+
+    parser.add_argument("--devices", type=_positive, help="phones (default: the profile's)")
+    parser.add_argument("--operators", type=_count, help="operators (default: the profile's)")
+    parser.add_argument("--duration", type=_duration, help=duration_help)
+    parser.add_argument("--seed", type=_count, help="run seed (default: the profile's)")
+    parser.add_argument("--policy", choices=sorted(POLICIES), help="client policy (default: the profile's)")
+
+
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="report folder (default: reports/<profile>-<UTC timestamp>/)")
+    parser.add_argument("--strict", action="store_true",
+                        help="a claim that could not be measured fails the run (CI)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
 
 
 def _report_dir(out: Path | None, profile: str) -> Path:
@@ -337,7 +344,6 @@ def _speed(text: str) -> float:
 
 
 def _run_command(commands: argparse._SubParsersAction[Parser]) -> None:
-    from simulator.protocol.policies import POLICIES
 
     run = commands.add_parser(
         "run", help="run a fleet in wall-clock time against a real backend; judge the claims",
@@ -351,26 +357,16 @@ def _run_command(commands: argparse._SubParsersAction[Parser]) -> None:
                     "done, 130 interrupted (a partial report is still written).")
     run.add_argument("profile", metavar="PROFILE", nargs="?", default="ci-smoke",
                      help="a profile file, or the name of one in profiles/ (default %(default)s)")
-    run.add_argument("--devices", type=_positive, help="phones (default: the profile's)")
-    run.add_argument("--operators", type=_count, help="operators (default: the profile's)")
-    run.add_argument("--duration", type=_duration,
-                     help="model time, e.g. 600, 90s, 15m, 1h30m (default: the profile's)")
+    _fleet_options(run, "model time, e.g. 600, 90s, 15m, 1h30m (default: the profile's)")
     run.add_argument("--speed", type=_speed, default=1.0,
                      help="model seconds per wall second (default %(default)s; timing verdicts "
                           "hold only at 1)")
-    run.add_argument("--seed", type=_count, help="run seed (default: the profile's)")
-    run.add_argument("--policy", choices=sorted(POLICIES),
-                     help="client policy (default: the profile's)")
     run.add_argument("--url", help="an existing backend, e.g. http://127.0.0.1:8000/ "
                                    "(default: start the reference backend)")
     run.add_argument("--creds", type=Path, metavar="F",
                      help="credentials file for --url, as `backend provision` writes it")
     run.add_argument("--origin", help="Origin header for WebSocket handshakes")
-    run.add_argument("--out", type=Path, metavar="DIR",
-                     help="report folder (default: reports/<profile>-<UTC timestamp>/)")
-    run.add_argument("--strict", action="store_true",
-                     help="a claim that could not be measured fails the run (CI)")
-    run.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+    _report_options(run)
     run.set_defaults(handler=_run)
 
 

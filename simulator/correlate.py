@@ -10,7 +10,12 @@ look it up. The correlator only measures: no actor's behaviour depends on it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from simulator.ledger import Ledger
 
 Key = tuple[Any, ...]
 
@@ -48,3 +53,27 @@ class Correlator:
 
     def __len__(self) -> int:
         return len(self._origins)
+
+
+def record_stored(ledger: Ledger, correlator: Correlator,
+                  records: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    """The drain's last step: write a ``stored`` record per origin for what the backend holds.
+
+    ``records`` are ``(kind, record)`` pairs — kind ``create``, ``location``, ``chat`` or ``status``
+    — from the modelled backend or read back over HTTP from a real one.
+    """
+    counts: Counter[str] = Counter()
+    for kind, record in records:
+        key: Key
+        if kind == "create":
+            key = create_key(record["user"], record["latitude"], record["longitude"])
+        elif kind == "location":
+            key = location_key(record["alert_id"], record["latitude"], record["longitude"])
+        elif kind == "chat":
+            key = chat_key(record["message"])
+        else:
+            key = status_key(record["alert_id"], record["status"])
+        origin = correlator.lookup(key)
+        counts[origin if origin is not None else f"unknown:{key!r}"] += 1
+    for origin, count in sorted(counts.items()):
+        ledger.stored(origin, count)

@@ -310,22 +310,8 @@ async def read_stored(base_url: str, readers: list[str]) -> list[tuple[str, dict
 
 
 def record_stored(live: LiveRun, records: list[tuple[str, dict[str, Any]]]) -> None:
-    """Match stored records to origins, exactly as :func:`simulator.simulate.record_stored`."""
-    counts: Counter[str] = Counter()
-    for kind, record in records:
-        key: correlate.Key
-        if kind == "create":
-            key = correlate.create_key(record["user"], record["latitude"], record["longitude"])
-        elif kind == "location":
-            key = correlate.location_key(record["alert_id"], record["latitude"], record["longitude"])
-        elif kind == "chat":
-            key = correlate.chat_key(record["message"])
-        else:
-            key = correlate.status_key(record["alert_id"], record["status"])
-        origin = live.correlator.lookup(key)
-        counts[origin if origin is not None else f"unknown:{key!r}"] += 1
-    for origin, count in sorted(counts.items()):
-        live.ledger.stored(origin, count)
+    """Match stored records to origins, exactly as simulate does."""
+    correlate.record_stored(live.ledger, live.correlator, records)
 
 
 # -- the whole run ----------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import resource
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -158,21 +157,7 @@ def record_stored(sim: Simulation) -> None:
 
 
 def _record_stored(sim: Simulation) -> None:
-    counts: Counter[str] = Counter()
-    for kind, record in sim.backend.stored_records():
-        key: correlate.Key
-        if kind == "create":
-            key = correlate.create_key(record["user"], record["latitude"], record["longitude"])
-        elif kind == "location":
-            key = correlate.location_key(record["alert_id"], record["latitude"], record["longitude"])
-        elif kind == "chat":
-            key = correlate.chat_key(record["message"])
-        else:
-            key = correlate.status_key(record["alert_id"], record["status"])
-        origin = sim.correlator.lookup(key)
-        counts[origin if origin is not None else f"unknown:{key!r}"] += 1
-    for origin, count in sorted(counts.items()):
-        sim.ledger.stored(origin, count)
+    correlate.record_stored(sim.ledger, sim.correlator, sim.backend.stored_records())
 
 
 def simulate(config: FleetConfig, on_progress: Callable[[Progress], None] | None = None,

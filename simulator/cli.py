@@ -355,7 +355,7 @@ def _run_command(commands: argparse._SubParsersAction[Parser]) -> None:
                     "every claim and write the report folder. Exit status: 0 every verdict passed, "
                     "1 one failed (with --strict, also one not measured), 2 the run could not be "
                     "done, 130 interrupted (a partial report is still written).")
-    run.add_argument("profile", metavar="PROFILE", nargs="?", default="ci-smoke",
+    run.add_argument("profile", metavar="PROFILE", nargs="?", default="first-look",
                      help="a profile file, or the name of one in profiles/ (default %(default)s)")
     _fleet_options(run, "model time, e.g. 600, 90s, 15m, 1h30m (default: the profile's)")
     run.add_argument("--speed", type=_speed, default=1.0,

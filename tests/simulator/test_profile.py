@@ -21,7 +21,7 @@ from simulator.profile import (
 )
 from simulator.result import Targets
 
-SHIPPED = ("ci-smoke", "city-commute", "rural-hiker", "stadium")
+SHIPPED = ("ci-smoke", "city-commute", "first-look", "rural-hiker", "stadium")
 
 MINIMAL = """\
 devices = 3

@@ -208,7 +208,6 @@ def _duration(text: str) -> float:
 
 
 def _simulate_command(commands: argparse._SubParsersAction[Parser]) -> None:
-
     simulate = commands.add_parser(
         "simulate", help="run a fleet in virtual time against the modelled backend; judge the claims",
         description="Run PROFILE's fleet of phones and operators in virtual time, as fast as the CPU "
@@ -344,7 +343,6 @@ def _speed(text: str) -> float:
 
 
 def _run_command(commands: argparse._SubParsersAction[Parser]) -> None:
-
     run = commands.add_parser(
         "run", help="run a fleet in wall-clock time against a real backend; judge the claims",
         description="Run PROFILE's fleet of phones and operators in wall-clock time (x --speed) over "

@@ -8,20 +8,24 @@ phone ``k`` is the same phone in a fleet of 10 and of 10,000.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import simpy
+
+from simulator.correlate import Correlator
 from simulator.device.battery import DEVICE_MODELS
 from simulator.device.lifecycle import LifecycleConfig
 from simulator.device.mobility import TRAVEL_MODES, Area, Sky
 from simulator.device.network import NetworkConfig
-from simulator.device.phone import PhoneSpec
+from simulator.device.phone import Phone, PhoneSpec
 from simulator.device.user import UserConfig
-from simulator.operators import OperatorConfig
+from simulator.ledger import Ledger
+from simulator.operators import Operator, OperatorConfig
 from simulator.protocol.policies import POLICIES
 from simulator.result import Targets
 from simulator.rng import Actor, Concern, generator
-from simulator.transport.modelled import WireConfig
+from simulator.transport.modelled import Transport, WireConfig
 
 
 @dataclass(frozen=True)
@@ -108,3 +112,38 @@ def phone_spec(config: FleetConfig, index: int, user_id: int) -> tuple[PhoneSpec
         policy=POLICIES[config.policy],
     )
     return spec, config.start_spread_s * float(draws[3])
+
+
+def populate(config: FleetConfig, env: simpy.Environment, wire: Transport, ledger: Ledger,
+             correlator: Correlator, phone_ids: Sequence[int], operator_ids: Sequence[int]
+             ) -> tuple[list[Phone], list[Operator]]:
+    """The fleet's phones and operators with their backend user ids, each scheduled to start."""
+    directory: dict[int, str] = {}
+    phones: list[Phone] = []
+    for index, user_id in enumerate(phone_ids):
+        spec, start_at = phone_spec(config, index, user_id)
+        phone = Phone(spec, config.seed, env, wire, ledger, correlator, config.duration_s)
+        directory[user_id] = phone.name
+        phones.append(phone)
+        wire.at(start_at, phone.start)
+    claims: dict[str, str] = {}
+    operators: list[Operator] = []
+    for index, user_id in enumerate(operator_ids):
+        operator = Operator(index, user_id, env, wire, ledger, correlator,
+                            generator(config.seed, Actor.OPERATOR, index, Concern.OPERATOR),
+                            config.operator, directory, claims,
+                            use_ids=config.policy != "beacon-1.0")
+        operators.append(operator)
+        wire.at(0.0, operator.start)
+    return phones, operators
+
+
+def stop_originating(phones: Sequence[Phone], operators: Sequence[Operator], now: float,
+                     duration_s: float) -> None:
+    """The run is over: nobody originates anything new; phones note their end state."""
+    for phone in phones:
+        if not phone.closing:
+            phone.closing = True
+            phone.finish(min(now, duration_s))
+    for operator in operators:
+        operator.closing = True

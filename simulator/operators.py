@@ -21,7 +21,7 @@ import simpy
 from simulator import correlate
 from simulator.correlate import Correlator
 from simulator.ledger import Ledger
-from simulator.transport.modelled import Wire
+from simulator.transport.modelled import Transport
 
 CONSOLE = "console"
 REPLIES = (
@@ -54,7 +54,7 @@ class Case:
 class Operator:
     """One virtual dispatcher (an :class:`~simulator.transport.modelled.Endpoint`)."""
 
-    def __init__(self, index: int, user_id: int, env: simpy.Environment, wire: Wire,
+    def __init__(self, index: int, user_id: int, env: simpy.Environment, wire: Transport,
                  ledger: Ledger, correlator: Correlator, rng: np.random.Generator,
                  config: OperatorConfig, directory: dict[int, str], claims: dict[str, str],
                  use_ids: bool) -> None:

@@ -39,11 +39,10 @@ from simulator import checks, correlate
 from simulator.clock import WallClock
 from simulator.correlate import Correlator
 from simulator.device.phone import Phone
-from simulator.fleet import FleetConfig, phone_spec
+from simulator.fleet import FleetConfig, populate, stop_originating
 from simulator.ledger import Ledger
 from simulator.operators import Operator
 from simulator.result import GeneratorStats, RunInfo, RunResult
-from simulator.rng import Actor, Concern, generator
 from simulator.simulate import Progress
 from simulator.transport.live import LiveWire
 
@@ -198,37 +197,15 @@ def build(config: FleetConfig, clock: WallClock, wire: LiveWire, creds: Credenti
     """As :func:`simulator.simulate.build`, with the provisioned user ids."""
     ledger = Ledger()
     correlator = Correlator()
-    directory: dict[int, str] = {}
-    phones: list[Phone] = []
-    for index in range(config.devices):
-        user_id = int(creds["phones"][index]["id"])
-        spec, start_at = phone_spec(config, index, user_id)
-        phone = Phone(spec, config.seed, clock, wire, ledger, correlator,  # type: ignore[arg-type]
-                      config.duration_s)
-        directory[user_id] = phone.name
-        phones.append(phone)
-        wire.at(start_at, phone.start)
-    claims: dict[str, str] = {}
-    operators: list[Operator] = []
-    for index in range(config.operators):
-        user_id = int(creds["operators"][index]["id"])
-        operator = Operator(index, user_id, clock, wire, ledger, correlator,  # type: ignore[arg-type]
-                            generator(config.seed, Actor.OPERATOR, index, Concern.OPERATOR),
-                            config.operator, directory, claims,
-                            use_ids=config.policy != "beacon-1.0")
-        operators.append(operator)
-        wire.at(0.0, operator.start)
+    phones, operators = populate(
+        config, clock, wire, ledger, correlator,
+        [int(entry["id"]) for entry in creds["phones"][:config.devices]],
+        [int(entry["id"]) for entry in creds["operators"][:config.operators]])
     return LiveRun(config, clock, ledger, correlator, wire, phones, operators, tokens)
 
 
 def _stop_originating(live: LiveRun) -> None:
-    now = live.clock.now
-    for phone in live.phones:
-        if not phone.closing:
-            phone.closing = True
-            phone.finish(min(now, live.config.duration_s))
-    for operator in live.operators:
-        operator.closing = True
+    stop_originating(live.phones, live.operators, live.clock.now, live.config.duration_s)
 
 
 async def run_clock(live: LiveRun, drain_s: float, on_progress: Callable[[Progress], None] | None,

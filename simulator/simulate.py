@@ -22,7 +22,7 @@ import simpy
 from simulator import checks, correlate
 from simulator.correlate import Correlator
 from simulator.device.phone import Phone
-from simulator.fleet import FleetConfig, phone_spec
+from simulator.fleet import FleetConfig, populate, stop_originating
 from simulator.ledger import Ledger
 from simulator.operators import Operator
 from simulator.result import GeneratorStats, RunInfo, RunResult
@@ -87,27 +87,13 @@ def _build(config: FleetConfig) -> Simulation:
                            drop_rate=config.backend.drop_rate, gap_fill=config.backend.gap_fill)
     wire = Wire(env, backend, generator(config.seed, Actor.BACKEND, 1, Concern.SERVICE),
                 config.wire)
-    directory: dict[int, str] = {}
-    phones: list[Phone] = []
-    for index in range(config.devices):
-        user_id = index + 1
-        spec, start_at = phone_spec(config, index, user_id)
+    phone_ids = range(1, config.devices + 1)
+    operator_ids = range(config.devices + 1, config.devices + config.operators + 1)
+    for user_id in phone_ids:
         backend.add_user(user_id, staff=False)
-        phone = Phone(spec, config.seed, env, wire, ledger, correlator, config.duration_s)
-        directory[user_id] = phone.name
-        phones.append(phone)
-        wire.at(start_at, phone.start)
-    claims: dict[str, str] = {}
-    operators: list[Operator] = []
-    for index in range(config.operators):
-        user_id = config.devices + index + 1
+    for user_id in operator_ids:
         backend.add_user(user_id, staff=True)
-        operator = Operator(index, user_id, env, wire, ledger, correlator,
-                            generator(config.seed, Actor.OPERATOR, index, Concern.OPERATOR),
-                            config.operator, directory, claims,
-                            use_ids=config.policy != "beacon-1.0")
-        operators.append(operator)
-        wire.at(0.0, operator.start)
+    phones, operators = populate(config, env, wire, ledger, correlator, phone_ids, operator_ids)
     return Simulation(config, env, ledger, correlator, backend, wire, phones, operators)
 
 
@@ -141,13 +127,7 @@ def _run_model(sim: Simulation, on_progress: Callable[[Progress], None] | None, 
 
 
 def _stop_originating(sim: Simulation) -> None:
-    now = sim.env.now
-    for phone in sim.phones:
-        if not phone.closing:
-            phone.closing = True
-            phone.finish(min(now, sim.config.duration_s))
-    for operator in sim.operators:
-        operator.closing = True
+    stop_originating(sim.phones, sim.operators, sim.env.now, sim.config.duration_s)
 
 
 def record_stored(sim: Simulation) -> None:

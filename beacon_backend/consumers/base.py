@@ -102,8 +102,11 @@ class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
     # -- what subclasses provide -----------------------------------------------------------------
 
     async def authorize(self) -> None:
-        """Raise :class:`Refused` if ``self.user`` may not use this route; set ``self.stream``."""
-        raise NotImplementedError
+        """Raise :class:`Refused` if ``self.user`` may not use this route; set ``self.stream``.
+
+        Every route states its own rule; one that does not admits no one.
+        """
+        raise forbidden("this route admits no one")
 
     def follows_stream(self) -> bool:
         """Whether this socket receives its stream's events (a phone sending locations does not)."""

@@ -45,7 +45,7 @@ from simulator.protocol.actions import (
 from simulator.protocol.client import BeaconClient, Fix
 from simulator.protocol.policies import Policy
 from simulator.rng import Actor, Concern, generator
-from simulator.transport.modelled import Wire
+from simulator.transport.modelled import Transport
 
 SKY_BY_CAUSE: dict[str, Sky] = {"tunnel": "tunnel", "elevator": "indoor"}
 
@@ -76,7 +76,7 @@ class PhoneSpec:
 class Phone:
     """A phone in the fleet (an :class:`~simulator.transport.modelled.Endpoint`)."""
 
-    def __init__(self, spec: PhoneSpec, seed: int, env: simpy.Environment, wire: Wire,
+    def __init__(self, spec: PhoneSpec, seed: int, env: simpy.Environment, wire: Transport,
                  ledger: Ledger, correlator: Correlator, horizon_s: float) -> None:
         self.spec = spec
         self.name = f"phone-{spec.index}"

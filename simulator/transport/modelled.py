@@ -62,6 +62,25 @@ class Endpoint(Protocol):
         """A high-priority push notification reached the device."""
 
 
+class Transport(Protocol):
+    """What actors need from a wire: the modelled :class:`Wire` and the live one both provide it."""
+
+    def at(self, delay: float, callback: Callable[[], None]) -> None: ...
+
+    def open(self, endpoint: Endpoint, channel: str, path: str, since: int | None) -> None: ...
+
+    def send(self, endpoint: Endpoint, channel: str, message: dict[str, Any]) -> None: ...
+
+    def close(self, endpoint: Endpoint, channel: str) -> None: ...
+
+    def http(self, endpoint: Endpoint, request_id: int, method: str, path: str,
+             body: dict[str, Any] | None) -> None: ...
+
+    def network_changed(self, endpoint: Endpoint, up: bool) -> None: ...
+
+    def handover(self, endpoint: Endpoint) -> None: ...
+
+
 @dataclass(frozen=True)
 class WireConfig:
     server_ping_s: float = 20.0  # Uvicorn's ws_ping_interval default

@@ -85,6 +85,13 @@ def events_between(stream: str, after: int, upto: int | None, limit: int) -> lis
     return [row.message() for row in rows]
 
 
+def status_history(alert_id: uuid.UUID | str) -> list[dict[str, Any]]:
+    """Every status the alert entered after ``active``, in order: ``[{status, at, seq}]``."""
+    rows = StreamEvent.objects.filter(stream=alert_stream(alert_id)).order_by("seq")
+    return [{"status": row.payload["alert"]["status"], "at": row.created_at.isoformat(), "seq": row.seq}
+            for row in rows if row.payload.get("type") == "alert_updated"]
+
+
 def stored_events(seqs: dict[str, int]) -> list[Event]:
     """The stored events named by ``{stream: seq}`` (to republish them for a repeated request)."""
     found = []

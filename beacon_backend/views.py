@@ -195,7 +195,10 @@ def alert_detail(request: HttpRequest, alert_id: str) -> HttpResponse:
     user = signed_in(request)
     alert = _visible_alert(user, alert_id)
     history = [location_dict(loc) for loc in alert.locations.all()]
-    return JsonResponse({**alert_dict(alert), "location_history": history})
+    # status_history: an extension of this backend (every status the alert entered, in order), so
+    # a fleet can tell a status that was stored and then left from one that never arrived.
+    return JsonResponse({**alert_dict(alert), "location_history": history,
+                         "status_history": streams.status_history(alert.id)})
 
 
 @api("GET")

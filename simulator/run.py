@@ -7,9 +7,9 @@ does, but on a :class:`~simulator.clock.WallClock` and a :class:`~simulator.tran
 run for ``duration_s`` model seconds; stop originating and drain; read what the backend stored over
 HTTP (the ``stored`` records); judge the ledger; stop the embedded backend (also on error or Ctrl-C).
 
-First cut, known gaps: status changes are read from the alert's current state (``status``,
-``acknowledged_at``), not from a full history, so a status the backend entered and left again
-without a trace there is not counted as stored; the drain is capped at :data:`DRAIN_CAP_S`.
+Status changes are read from the alert detail's ``status_history`` (an extension of the reference
+backend); a backend without it has them inferred from the alert's current state, which misses a
+status entered and left again. The drain is capped at :data:`DRAIN_CAP_S`.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ class EmbeddedBackend:
     """``beacon-fleet backend serve --port 0`` in a subprocess, with a fresh data directory."""
 
     data_dir: Path
+    keepalive: tuple[float, float] = (20.0, 20.0)  # the profile's [wire] server ping and timeout
     process: subprocess.Popen[bytes] | None = None
     url: str = ""
     log_path: Path = field(init=False)
@@ -80,7 +81,9 @@ class EmbeddedBackend:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                self._command("serve", "--port", "0", "--data-dir", str(self.data_dir)),
+                self._command("serve", "--port", "0", "--data-dir", str(self.data_dir),
+                              "--ws-ping-interval", repr(self.keepalive[0]),
+                              "--ws-ping-timeout", repr(self.keepalive[1])),
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -252,8 +255,7 @@ async def read_stored(base_url: str, readers: list[str]) -> list[tuple[str, dict
     """Every record the backend holds, as (kind, record), read over HTTP.
 
     ``readers`` are access tokens: an operator's sees every alert; phones' tokens (when there is no
-    operator) each see their own. Status changes come from the alert's current state: its status
-    (when not ``active``) and ``acknowledged`` when ``acknowledged_at`` is set.
+    operator) each see their own. Status changes: see :func:`_statuses`.
     """
     records: list[tuple[str, dict[str, Any]]] = []
     limit = asyncio.Semaphore(READ_CONCURRENCY)
@@ -263,27 +265,41 @@ async def read_stored(base_url: str, readers: list[str]) -> list[tuple[str, dict
             for alert in await _pages(client, base_url + "api/auth/alerts/", token):
                 alerts.setdefault(str(alert["id"]), (alert, token))
 
-        async def details(alert_id: str, token: str) -> tuple[str, list[Any], list[Any]]:
+        async def details(alert_id: str, token: str) -> tuple[str, list[Any], list[Any], list[str]]:
             async with limit:
                 base = f"{base_url}api/auth/alerts/{alert_id}/"
                 locations = await _pages(client, base + "locations/", token)
                 messages = await _pages(client, base + "messages/", token)
-            return alert_id, locations, messages
+                statuses = await _statuses(client, base, token, alerts[alert_id][0])
+            return alert_id, locations, messages, statuses
 
         found = await asyncio.gather(*(details(a, t) for a, (_, t) in alerts.items()))
-    for alert_id, locations, messages in found:
+    for alert_id, locations, messages, statuses in found:
         alert = alerts[alert_id][0]
         records.append(("create", {"alert_id": alert_id, "user": alert["user"],
                                    "latitude": alert["latitude"], "longitude": alert["longitude"]}))
         records += [("location", {"alert_id": alert_id, **loc}) for loc in locations]
         records += [("chat", {"alert_id": alert_id, **chat}) for chat in messages]
-        statuses = []
-        if alert.get("acknowledged_at") and alert["status"] != "acknowledged":
-            statuses.append("acknowledged")
-        if alert["status"] != "active":
-            statuses.append(alert["status"])
         records += [("status", {"alert_id": alert_id, "status": s}) for s in statuses]
     return records
+
+
+async def _statuses(client: httpx.AsyncClient, base: str, token: str, alert: dict[str, Any]) -> list[str]:
+    """The statuses the alert entered: the detail's ``status_history`` (the reference backend's
+    extension) when the backend has one, else inferred from its current state (``acknowledged``
+    when ``acknowledged_at`` is set, then the current status unless ``active``)."""
+    response = await client.get(base, headers={"Authorization": f"Bearer {token}"})
+    if response.status_code != 200:
+        raise RunError(f"GET {base}: HTTP {response.status_code} {response.text[:200]}")
+    history = response.json().get("status_history")
+    if isinstance(history, list) and all(isinstance(e, dict) and "status" in e for e in history):
+        return [str(entry["status"]) for entry in history]
+    inferred = []
+    if alert.get("acknowledged_at") and alert["status"] != "acknowledged":
+        inferred.append("acknowledged")
+    if alert["status"] != "active":
+        inferred.append(str(alert["status"]))
+    return inferred
 
 
 def record_stored(live: LiveRun, records: list[tuple[str, dict[str, Any]]]) -> None:
@@ -340,7 +356,8 @@ def run(config: FleetConfig, *, speed: float = 1.0, url: str | None = None,
     try:
         if url is None:
             scratch = tempfile.mkdtemp(prefix="beacon-fleet-run-")
-            backend = EmbeddedBackend(Path(scratch))
+            backend = EmbeddedBackend(Path(scratch), (config.wire.server_ping_s,
+                                                      config.wire.server_ping_timeout_s))
             base_url = backend.start()
             creds = backend.provision(config.devices, config.operators)
         else:

@@ -332,6 +332,18 @@ def test_legal_transitions(http: Client, people: People, start: str, action: str
         assert alert.resolved_at is not None and alert.notes == "done"
 
 
+def test_detail_lists_every_status_entered_in_order(http: Client, people: People) -> None:
+    alert_id = create(http, people.alice.token)["alert_id"]
+    assert get(http, alert_url(alert_id), people.op.token).json()["status_history"] == []
+    for action in ("acknowledge", "respond", "resolve"):
+        assert post(http, alert_url(alert_id, action), {}, people.op.token).status_code == 200
+    refused(post(http, alert_url(alert_id, "cancel"), {}, people.alice.token), 409, "invalid_transition")
+    history = get(http, alert_url(alert_id), people.alice.token).json()["status_history"]
+    assert [entry["status"] for entry in history] == ["acknowledged", "responding", "resolved"]
+    assert [entry["seq"] for entry in history] == sorted(entry["seq"] for entry in history)
+    assert all(entry["at"] for entry in history)
+
+
 @pytest.mark.parametrize(("start", "action"), ILLEGAL)
 def test_illegal_transitions_are_409_and_change_nothing(http: Client, people: People, start: str,
                                                         action: str) -> None:

@@ -44,7 +44,7 @@ from simulator.ledger import Ledger
 from simulator.operators import Operator
 from simulator.result import GeneratorStats, RunInfo, RunResult
 from simulator.simulate import Progress
-from simulator.transport.live import LiveWire
+from simulator.transport.live import LiveConfig, LiveWire
 
 DRAIN_CAP_S = 20.0  # model seconds: the drain is at most this long (the profile's, if shorter)
 STARTUP_TIMEOUT_S = 60.0
@@ -327,7 +327,8 @@ async def _drive(config: FleetConfig, url: str, creds: Credentials, speed: float
     users = creds["phones"][:config.devices] + creds["operators"][:config.operators]
     tokens = await login_all(url, users)
     clock = WallClock(speed=speed)
-    wire = LiveWire(clock, url, tokens, origin=origin)
+    wire = LiveWire(clock, url, tokens, origin=origin,
+                    config=LiveConfig(push_latency_s=config.wire.push_latency_s))
     try:
         live = build(config, clock, wire, creds, tokens)
         reached = await run_clock(live, min(config.drain_s, DRAIN_CAP_S), on_progress, stop)

@@ -18,9 +18,10 @@ time its bytes arrived. The fleet never crashes on a misbehaving backend: refuse
 unexpected close codes, 5xx answers, timeouts, garbage frames, and errors in the callbacks they
 trigger are counted per cause in :attr:`LiveWire.problems` (for the report) and logged.
 
-Not modelled here (yet): push notifications (``Endpoint.on_push`` is never called), and HTTP
-traffic is not queued behind a blackhole (a request made while the link is down fails fast with
-status 0, as on the modelled wire; an answer that meets a blackhole on its way back is status 0).
+Pushes come from :class:`~simulator.transport.push.PushGateway`, the fleet playing the push service
+beside the backend. Not modelled here: HTTP traffic is not queued behind a blackhole (a request
+made while the link is down fails fast with status 0, as on the modelled wire; an answer that meets
+a blackhole on its way back is status 0).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from websockets.uri import parse_uri
 from simulator.clock import WallClock
 from simulator.transport.link import DelayLine, Link
 from simulator.transport.modelled import SYN_TICKS_S, Endpoint
+from simulator.transport.push import PushGateway
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class LiveConfig:
     close_timeout_s: float = 5.0  # wait for the backend to finish a closing handshake
     offline_http_s: float = 0.05  # model s: DNS/TCP fail fast when the OS knows it is offline
     max_frame_bytes: int = 2**20
+    push_latency_s: float = 2.0  # model s: the profile's [wire] push_latency_s
 
 
 class Socket(asyncio.Protocol):
@@ -273,6 +276,7 @@ class Socket(asyncio.Protocol):
             self.wire.problem("non-object frame")
             return
         if self.state == OPEN and not self.reported and not self.client_closed:
+            self.wire.push.saw(message)
             endpoint, channel = self.endpoint, self.channel
             self.wire.inject(lambda now: endpoint.on_frame(channel, message, now))
 
@@ -381,6 +385,8 @@ class LiveWire:
         self.sockets: set[Socket] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self._client = httpx.AsyncClient(trust_env=False, timeout=self.config.http_timeout_s)
+        self.push = PushGateway(self.config.push_latency_s, self.at, self._listening,
+                                lambda: float(self.clock.now))
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -422,6 +428,7 @@ class LiveWire:
             query.append(f"since={int(since)}")
         url = self.ws_base + path.lstrip("/") + ("?" + "&".join(query) if query else "")
         sock = Socket(self, endpoint, link, channel, url)
+        self.push.subscribed(endpoint, channel)
         self.open_sockets[(endpoint.name, channel)] = sock
         self.sockets.add(sock)
         sock.begin()
@@ -430,6 +437,11 @@ class LiveWire:
         sock = self.open_sockets.get((endpoint.name, channel))
         if sock is not None:
             sock.send(message)
+            self.push.sending(endpoint, channel, message)
+
+    def _listening(self, endpoint: Endpoint, channel: str) -> bool:
+        sock = self.open_sockets.get((endpoint.name, channel))
+        return sock is not None and sock.state == OPEN
 
     def close(self, endpoint: Endpoint, channel: str) -> None:
         sock = self.open_sockets.pop((endpoint.name, channel), None)

@@ -62,7 +62,7 @@ class Endpoint:
         self.log.append((now, "http", request_id, (status, body)))
 
     def on_push(self, now: float) -> None:
-        raise AssertionError("the live wire sends no pushes")
+        self.log.append((now, "push", None, None))
 
     def times(self, kind: str, what: Any = None) -> list[float]:
         return [t for t, k, w, _ in self.log if k == kind and (what is None or w == what)]
@@ -233,6 +233,51 @@ async def test_http_create_is_delayed_both_ways_and_reaches_the_operator(world: 
     new = operator.frames("console", "new_alert")
     assert [m["alert"]["id"] for _, m in new] == [reply["alert_id"]]
     assert new[0][0] >= 1.0 + RTT + UP + DOWN - EARLY_S
+    assert not wire.problems
+
+
+async def test_operator_writes_to_a_phone_not_listening_push_it(world: World) -> None:
+    """As the modelled backend: a write to the owner's user stream with nobody listening there
+    wakes the phone with a push ``push_latency_s`` (2 s) later, if it has network then."""
+    wire, phone, operator = world.wire, world.phone, world.operator
+    user_path = f"/ws/user/{world.deployment.phone}/"
+    body = {"latitude": 52.5201, "longitude": 13.4049, "accuracy": 8.0}
+
+    def alert_id() -> str:
+        [(_, _, _, (status, reply))] = [e for e in phone.log if e[1] == "http"]
+        assert status == 201
+        return str(reply["alert_id"])
+
+    def operator_sends(channel: Callable[[], str],
+                       message: Callable[[], dict[str, Any]]) -> Callable[[], None]:
+        return lambda: wire.send(operator, channel(), message())
+
+    def chat() -> str:
+        return f"chat:{alert_id()}"
+
+    world.at(0.0, lambda: wire.open(operator, "console", "/ws/alerts/", None))
+    world.at(0.0, lambda: wire.open(phone, "user", user_path, None))
+    world.at(0.5, lambda: wire.http(phone, 1, "POST", "/api/auth/panic/create/", body))
+    world.at(2.0, lambda: wire.open(operator, chat(), f"/ws/chat/{alert_id()}/", 0))
+    # listening: no push
+    world.at(3.0, operator_sends(chat, lambda: {"type": "chat_message", "message": "heard"}))
+    world.at(3.5, lambda: wire.close(phone, "user"))
+    # not listening: the chat line and the acknowledgement each push, 2 s later
+    world.at(4.0, operator_sends(chat, lambda: {"type": "chat_message", "message": "on our way"}))
+    world.at(5.0, operator_sends(lambda: "console",
+                                 lambda: {"type": "acknowledge_alert", "alert_id": alert_id()}))
+    # not listening, but the phone has no network when the push comes: lost
+    world.at(6.5, operator_sends(chat, lambda: {"type": "chat_message", "message": "still there?"}))
+    world.network(phone, False, 8.0)
+    world.network(phone, True, 9.0)
+    # listening again: no push
+    world.at(9.5, lambda: wire.open(phone, "user", user_path, None))
+    world.at(11.0, operator_sends(chat, lambda: {"type": "chat_message", "message": "see you"}))
+    await world.run(14.0)
+    assert phone.times("push") == [6.0, 7.0]
+    assert wire.push.sent == 3
+    assert [m["message"]["message"] for _, m in phone.frames("user", "operator_message")] == [
+        "heard", "see you"]
     assert not wire.problems
 
 

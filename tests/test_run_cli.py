@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from simulator.report import REPORT_JSON
-from tests.backend.fixtures import LiveBackend
+from tests.backend.fixtures import LiveBackend, RedisServer, start_backend
 
 pytestmark = pytest.mark.live
 
@@ -47,7 +47,7 @@ def check_run(done: subprocess.CompletedProcess[str], out: Path, devices: int,
     assert verdicts["unexpected"]["verdict"] == "pass", verdicts["unexpected"]
     lag = document["generator"]["loop_lag_ms"]
     assert lag is not None and lag["n"] > 0
-    assert done.stdout.startswith("beacon-fleet run: profile ci-smoke")
+    assert done.stdout.startswith("beacon-fleet run: profile ")
     assert done.stdout.rstrip().endswith(f"report: {out}{os.sep}")
     return document
 
@@ -78,3 +78,34 @@ def test_url_without_creds_is_refused_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == USAGE
     assert "Traceback" not in done.stderr
     assert "--creds" in done.stderr
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(300)
+def test_url_drives_a_two_worker_deployment_on_redis(tmp_path: Path, redis_server: RedisServer) -> None:
+    """A deployment the fleet did not start: ``serve --workers 2`` sharing events through Redis.
+
+    The operators' consoles and the phones' sockets land on either worker, so every delivered
+    alert, status change and chat line below crossed processes whenever sender and receiver were
+    on different workers; a broken channel layer shows up as lost messages.
+    """
+    backend = start_backend(tmp_path / "data", "--workers", "2", "--redis-url", redis_server.url)
+    try:
+        creds = backend.provision(30, 2, prefix="w2")
+        path = tmp_path / "creds.json"
+        path.write_text(json.dumps(creds))
+        out = tmp_path / "report"
+        done = run_cli("first-look", "--url", backend.url, "--creds", str(path), "--out", str(out),
+                       "--no-progress", timeout=240)
+        document = check_run(done, out, 30, embedded=False)
+        assert backend.process.poll() is None
+    finally:
+        backend.stop()
+    verdicts = {v["id"]: v for v in document["verdicts"]}
+    messages = document["messages"]
+    # first-look, seed 1: alerts open, operators acknowledge and chat within the minute
+    for kind in ("create", "status_update", "chat_from_operator"):
+        assert messages[kind]["delivered"] > 0, (kind, messages[kind])
+    assert verdicts["delivery"]["verdict"] == "pass", (verdicts["delivery"], messages)
+    assert all(m["lost"] == 0 for m in messages.values()), messages
+    assert not document["warnings"] or all("misbehaved" not in w for w in document["warnings"])

@@ -328,7 +328,9 @@ async def _drive(config: FleetConfig, url: str, creds: Credentials, speed: float
     tokens = await login_all(url, users)
     clock = WallClock(speed=speed)
     wire = LiveWire(clock, url, tokens, origin=origin,
-                    config=LiveConfig(push_latency_s=config.wire.push_latency_s))
+                    config=LiveConfig(connect_timeout_s=config.wire.connect_timeout_s,
+                                      http_timeout_s=config.wire.http_timeout_s,
+                                      push_latency_s=config.wire.push_latency_s))
     try:
         live = build(config, clock, wire, creds, tokens)
         reached = await run_clock(live, min(config.drain_s, DRAIN_CAP_S), on_progress, stop)
@@ -357,8 +359,10 @@ def run(config: FleetConfig, *, speed: float = 1.0, url: str | None = None,
     try:
         if url is None:
             scratch = tempfile.mkdtemp(prefix="beacon-fleet-run-")
-            backend = EmbeddedBackend(Path(scratch), (config.wire.server_ping_s,
-                                                      config.wire.server_ping_timeout_s))
+            # The backend's keep-alive runs on wall time: scaled, it gives up on a half-open socket
+            # after the same model time as in simulate, at any speed.
+            backend = EmbeddedBackend(Path(scratch), (config.wire.server_ping_s / speed,
+                                                      config.wire.server_ping_timeout_s / speed))
             base_url = backend.start()
             creds = backend.provision(config.devices, config.operators)
         else:

@@ -61,14 +61,15 @@ HTTP_OVERHEAD = 200  # request line and headers, charged to the link with the bo
 
 @dataclass(frozen=True)
 class LiveConfig:
-    """Timeouts of the live wire (wall seconds unless said otherwise)."""
+    """Timeouts of the live wire, in model seconds (as the modelled wire's; at ``--speed`` X each
+    takes 1/X as long on the wall clock)."""
 
     connect_timeout_s: float = 10.0  # websockets' open_timeout default
     http_timeout_s: float = 10.0
     close_timeout_s: float = 5.0  # wait for the backend to finish a closing handshake
-    offline_http_s: float = 0.05  # model s: DNS/TCP fail fast when the OS knows it is offline
+    offline_http_s: float = 0.05  # DNS/TCP fail fast when the OS knows it is offline
     max_frame_bytes: int = 2**20
-    push_latency_s: float = 2.0  # model s: the profile's [wire] push_latency_s
+    push_latency_s: float = 2.0  # the profile's [wire] push_latency_s
 
 
 class Socket(asyncio.Protocol):
@@ -95,7 +96,8 @@ class Socket(asyncio.Protocol):
         self._binary = False
         self._task: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
-        self._timers = [loop.call_later(wire.config.connect_timeout_s, self._connect_timeout)]
+        self._timers = [loop.call_later(link.wall(wire.config.connect_timeout_s),
+                                       self._connect_timeout)]
 
     # -- dialing ---------------------------------------------------------------------------------
 
@@ -253,7 +255,7 @@ class Socket(asyncio.Protocol):
             if code in FAULT_CODES and (received is None or received.reason != KEEPALIVE_REASON):
                 self.wire.problem(f"close {code}")
             self._report(code)
-            self._later(self.wire.config.close_timeout_s, self.dispose)
+            self._later(self.link.wall(self.wire.config.close_timeout_s), self.dispose)
             return
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
             self._fragments, self._binary = [bytes(frame.data)], opcode is Opcode.BINARY
@@ -307,7 +309,7 @@ class Socket(asyncio.Protocol):
         else:
             self.protocol.send_close(1000)
             self._flush()
-            self._later(self.wire.config.close_timeout_s, self.dispose)
+            self._later(self.link.wall(self.wire.config.close_timeout_s), self.dispose)
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -384,7 +386,8 @@ class LiveWire:
         self.open_sockets: dict[tuple[str, str], Socket] = {}
         self.sockets: set[Socket] = set()
         self.tasks: set[asyncio.Task[None]] = set()
-        self._client = httpx.AsyncClient(trust_env=False, timeout=self.config.http_timeout_s)
+        self._client = httpx.AsyncClient(trust_env=False,
+                                         timeout=self.config.http_timeout_s / clock.speed)
         self.push = PushGateway(self.config.push_latency_s, self.at, self._listening,
                                 lambda: float(self.clock.now))
 

@@ -7,6 +7,7 @@ and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -389,6 +390,7 @@ def _run(args: argparse.Namespace) -> int:
                       duration_s=args.duration, seed=args.seed, policy=args.policy)
     except ProfileError as error:
         raise UsageError(str(error)) from None
+    existed = args.out is not None and args.out.exists()
     out = _report_dir(args.out, config.name)
     writer = ProgressWriter(sys.stderr, tty=sys.stderr.isatty()) if not args.no_progress else None
     try:
@@ -396,6 +398,9 @@ def _run(args: argparse.Namespace) -> int:
                       origin=args.origin, on_progress=writer, strict=args.strict,
                       profile_name=config.name)
     except RunError as error:
+        if not existed:  # no run, no report: do not leave the empty folder made for it
+            with contextlib.suppress(OSError):
+                out.rmdir()
         raise UsageError(str(error)) from None
     finally:
         if writer is not None:

@@ -133,6 +133,16 @@ class EmbeddedBackend:
         return " | ".join(text[-lines:])
 
 
+def check_reachable(base_url: str) -> None:
+    """Fail in one line when nothing answers HTTP at ``base_url`` (any HTTP answer will do: a
+    deployment need not have the reference backend's ``api/health/``)."""
+    try:
+        httpx.get(base_url + "api/health/", timeout=10, trust_env=False)
+    except httpx.HTTPError as error:
+        reason = str(error) or type(error).__name__
+        raise RunError(f"--url {base_url}: no HTTP answer ({reason}); is the backend running?") from None
+
+
 def load_credentials(path: Path) -> Credentials:
     """A credentials file as ``backend provision`` writes it."""
     try:
@@ -370,6 +380,7 @@ def run(config: FleetConfig, *, speed: float = 1.0, url: str | None = None,
                 raise RunError("--url needs --creds (a credentials file from `backend provision`)")
             base_url = url if url.endswith("/") else url + "/"
             creds = load_credentials(creds_path)
+            check_reachable(base_url)
         if len(creds["phones"]) < config.devices or len(creds["operators"]) < config.operators:
             raise RunError(f"the credentials hold {len(creds['phones'])} phone(s) and "
                            f"{len(creds['operators'])} operator(s); the run needs {config.devices} "

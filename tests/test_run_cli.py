@@ -129,3 +129,14 @@ def test_url_drives_a_two_worker_deployment_on_redis(tmp_path: Path, redis_serve
     assert verdicts["delivery"]["verdict"] == "pass", (verdicts["delivery"], messages)
     assert all(m["lost"] == 0 for m in messages.values()), messages
     assert not document["warnings"] or all("misbehaved" not in w for w in document["warnings"])
+
+
+def test_url_where_nothing_answers_is_refused_in_one_line(tmp_path: Path) -> None:
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"phones": [{"id": 1, "username": "p", "password": "x"}], "operators": []}))
+    done = run_cli("first-look", "--devices", "1", "--operators", "0", "--url", "http://127.0.0.1:9/",
+                   "--creds", str(creds), "--out", str(tmp_path / "r"), "--no-progress", timeout=60)
+    assert done.returncode == USAGE
+    assert "Traceback" not in done.stderr
+    assert "--url http://127.0.0.1:9/: no HTTP answer" in done.stderr
+    assert not (tmp_path / "r").exists()

@@ -413,6 +413,8 @@ def _run(args: argparse.Namespace) -> int:
             f"time: a partial run, not drained; messages still in flight count as lost"))
     try:
         write_report(result, outcome.ledger, out)
+        if outcome.backend_log is not None:
+            (out / "backend.log").write_text(outcome.backend_log)
     except OSError as error:
         raise UsageError(f"--out {out}: {error.strerror or error}") from None
     sys.stdout.write(render_console(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,

@@ -125,6 +125,12 @@ class EmbeddedBackend:
             process.kill()
             process.wait()
 
+    def log(self) -> str | None:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return None
+
     def tail(self, lines: int = 5) -> str:
         try:
             text = self.log_path.read_text(errors="replace").strip().splitlines()
@@ -329,6 +335,7 @@ class Outcome:
     reached_s: float
     end_s: float
     problems: Counter[str]
+    backend_log: str | None = None  # the embedded backend's log (kept in the report folder)
 
 
 async def _drive(config: FleetConfig, url: str, creds: Credentials, speed: float,
@@ -365,6 +372,7 @@ def run(config: FleetConfig, *, speed: float = 1.0, url: str | None = None,
     wall = time.monotonic()
     cpu = time.process_time()
     backend: EmbeddedBackend | None = None
+    backend_log: str | None = None
     scratch: str | None = None
     try:
         if url is None:
@@ -389,6 +397,7 @@ def run(config: FleetConfig, *, speed: float = 1.0, url: str | None = None,
     finally:
         if backend is not None:
             backend.stop()
+            backend_log = backend.log()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     record_stored(live, stored)
@@ -410,7 +419,7 @@ def run(config: FleetConfig, *, speed: float = 1.0, url: str | None = None,
         result = dataclasses.replace(result, warnings=(
             *result.warnings, f"the backend misbehaved: {listed}"))
     return Outcome(result, live.ledger, interrupted, reached, config.duration_s + drain_s,
-                   Counter(problems))
+                   Counter(problems), backend_log)
 
 
 def _loop(config: FleetConfig, url: str, creds: Credentials, speed: float, origin: str | None,

@@ -77,6 +77,8 @@ def test_ci_smoke_connects_every_phone_judges_every_claim_and_loses_nothing(tmp_
     messages = document["messages"]
     assert sum(m["originated"] for m in messages.values()) == sum(m["delivered"] for m in messages.values())
     assert any("speed 12" in warning for warning in document["warnings"])
+    # the embedded backend's log is kept beside the report (its data directory is not)
+    assert "Beacon backend on http://127.0.0.1:" in (out / "backend.log").read_text()
 
 
 def test_url_and_creds_drive_an_existing_backend(tmp_path: Path, live_backend: LiveBackend) -> None:

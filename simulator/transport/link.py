@@ -66,6 +66,7 @@ class Link:
         self.clock = clock
         self.endpoint = endpoint
         self.blackholed = False
+        self.held_from = float("inf")  # loop time the current blackhole began (its model time, mapped)
         self.lines: set[DelayLine] = set()
         self.restored: list[Callable[[], None]] = []  # one-shot callbacks for the next restore
 
@@ -80,7 +81,7 @@ class Link:
             return None
         delay = self.endpoint.link_delay(max(1, size), up, self.now())
         if delay is None:
-            self.blackholed = True
+            self.hold()
             return None
         return max(0.0, float(delay))
 
@@ -95,12 +96,19 @@ class Link:
         return model_seconds / self.clock.speed
 
     def hold(self) -> None:
-        """The network went down: from now on nothing crosses, either way."""
+        """The network went down: from now on nothing crosses, either way.
+
+        A chunk due to arrive before the model time the network went down still arrives, even if
+        the loop runs late and fires its timer after this (:meth:`DelayLine._fire`).
+        """
+        if not self.blackholed:
+            self.held_from = self.clock.wall_deadline(float(self.clock.now))
         self.blackholed = True
 
     def restore(self) -> None:
         """The network is back: held chunks leave on the retransmission schedule."""
         self.blackholed = False
+        self.held_from = float("inf")
         for line in list(self.lines):
             line.reschedule()
         callbacks, self.restored = self.restored, []
@@ -193,7 +201,14 @@ class DelayLine:
 
     def _fire(self) -> None:
         self._timer = None
-        if self.link.blackholed:
+        link = self.link
+        if link.blackholed:
+            while self.queue:  # due before the link died (the loop ran late): it got through
+                head = self.queue[0]
+                if head.release is None or head.release > link.held_from:
+                    break
+                self.queue.popleft()
+                self.deliver(head.payload)
             for chunk in self.queue:  # in flight when the link died: retransmitted later
                 chunk.release = None
             return

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,6 +316,39 @@ async def test_a_delay_line_keeps_order_whatever_the_delays() -> None:
     assert [payload for payload, _ in got] == [b"a", b"b", b"c", None]
     assert got[0][1] - start >= 0.3 - EARLY_S  # the later chunks waited behind the first
     assert all(later >= earlier for (_, earlier), (_, later) in itertools.pairwise(got))
+    line.close()
+
+
+async def test_a_chunk_due_before_the_outage_gets_through_even_when_the_loop_runs_late() -> None:
+    """The loop stalls past both a chunk's arrival (model 0.10) and the outage (0.12): the chunk
+    was due first, so it arrives; one due after the outage began (0.15) is held by it."""
+    clock = WallClock()
+
+    class Steady:
+        name = "phone-9"
+        down = False
+
+        def link_delay(self, size: int, up: bool, now: float) -> float | None:
+            return None if self.down else (0.1 if size == 1 else 0.15)
+
+    device = Steady()
+    link = Link(clock, device)
+    got: list[bytes | None] = []
+    line = DelayLine(link, True, got.append)
+
+    def outage() -> None:
+        device.down = True
+        link.hold()
+
+    def stall() -> None:
+        time.sleep(0.3)  # the loop is blocked: every timer above comes due at once
+
+    clock.timeout(0.0).callbacks.append(lambda _event: (line.push(b"a"), line.push(b"bb")))
+    clock.timeout(0.05).callbacks.append(lambda _event: stall())
+    clock.timeout(0.12).callbacks.append(lambda _event: outage())
+    await asyncio.wait_for(clock.run(until=0.6), timeout=10)
+    assert got == [b"a"]
+    assert len(line) == 1 and line.queue[0].release is None
     line.close()
 
 

@@ -88,8 +88,9 @@ class WallClock(simpy.Environment):
         self._model_start = float(initial_time)
         self._waiter: asyncio.Future[None] | None = None
         self._running = False
-        # asyncio fires a timer up to one clock tick early; an event that close is due
-        self._slack_s = time.get_clock_info("monotonic").resolution
+        # A loop fires a timer up to one clock tick early (uvloop: up to a millisecond, and it
+        # caches its time per iteration); an event that close is due, or the runner would spin.
+        self._slack_s = max(time.get_clock_info("monotonic").resolution, 0.001)
 
     # -- the mapping between wall and model time ---------------------------------------------
 

@@ -280,12 +280,15 @@ class Radio:
         """False after :meth:`off` until the next :meth:`switch`."""
         return self._on
 
-    def _advance(self, now: float) -> None:
-        if now < self._last - 1e-9:
-            raise ValueError(f"radio time went backwards: {now} < {self._last}")
-        self._last = max(self._last, now)
+    def _advance(self, now: float) -> float:
+        # In ``run`` a frame is dated at the wall clock's mapped time, which may be ahead of the
+        # model event processed next by the loop's lag (milliseconds): an earlier time is "now".
+        if now < self._last:
+            now = self._last
+        self._last = now
         if self._retired:
             self._retire(now)
+        return now
 
     def _retire(self, now: float) -> None:
         keep = []
@@ -311,16 +314,16 @@ class Radio:
 
         Raises:
             RuntimeError: the radio is off.
-            ValueError: ``now`` went backwards or byte counts are negative.
+            ValueError: byte counts are negative.
         """
         if not self._on:
             raise RuntimeError("transfer on a radio that is off")
         if up_bytes < 0 or down_bytes < 0:
             raise ValueError("byte counts must be >= 0")
         # Every frame comes through here: _advance and phase_at are inlined (same arithmetic).
-        if now < self._last - 1e-9:
-            raise ValueError(f"radio time went backwards: {now} < {self._last}")
-        if now > self._last:
+        if now < self._last:  # see _advance
+            now = self._last
+        else:
             self._last = now
         if self._retired:
             self._retire(now)
@@ -353,6 +356,7 @@ class Radio:
 
     def energy_j(self, now: float) -> float:
         """Total radio energy (J, above the idle baseline) spent up to ``now``, tails included."""
+        now = max(now, self._last)  # see _advance
         e = self._banked + self._ep.energy(now)
         for ep in self._retired:
             e += ep.energy(now)
@@ -384,7 +388,7 @@ class Radio:
             model: the new radio technology.
             now: model time of the change.
         """
-        self._advance(now)
+        now = self._advance(now)
         if self._on and model == self._model:
             return
         if self._on and self._ep.end() > now:
@@ -397,7 +401,7 @@ class Radio:
 
     def off(self, now: float) -> None:
         """Power the radio down at ``now`` (phone off, airplane mode): all tails stop here."""
-        self._advance(now)
+        now = self._advance(now)
         if not self._on:
             return
         self._banked = self.energy_j(now)

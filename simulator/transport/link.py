@@ -36,6 +36,10 @@ from simulator.transport.modelled import rto_tick
 
 #: Bytes charged for an end-of-stream marker (a FIN segment) when asking the link for a delay.
 EOF_SIZE = 40
+#: A chunk due within this much of the loop's time leaves now. Loops with millisecond timers
+#: (uvloop) fire a timer up to a millisecond before its time and cache ``loop.time()`` per
+#: iteration; without the slack such a line re-arms and fires again until the time catches up.
+DUE_SLACK_S = 0.001
 
 
 class LinkEndpoint(Protocol):
@@ -212,7 +216,7 @@ class DelayLine:
             for chunk in self.queue:  # in flight when the link died: retransmitted later
                 chunk.release = None
             return
-        loop_now = asyncio.get_running_loop().time()
+        loop_now = asyncio.get_running_loop().time() + DUE_SLACK_S
         while self.queue:
             head = self.queue[0]
             if head.release is None or head.release > loop_now:

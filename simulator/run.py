@@ -9,7 +9,8 @@ HTTP (the ``stored`` records); judge the ledger; stop the embedded backend (also
 
 Status changes are read from the alert detail's ``status_history`` (an extension of the reference
 backend); a backend without it has them inferred from the alert's current state, which misses a
-status entered and left again. The drain is capped at :data:`DRAIN_CAP_S`.
+status entered and left again. The drain lasts the profile's ``drain``, as in simulate, but ends
+early once everything is quiet for :data:`QUIET_S` (:func:`quiet`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from simulator.result import GeneratorStats, RunInfo, RunResult
 from simulator.simulate import Progress
 from simulator.transport.live import LiveConfig, LiveWire
 
-DRAIN_CAP_S = 20.0  # model seconds: the drain is at most this long (the profile's, if shorter)
+QUIET_S = 3.0  # model seconds everything must stay quiet before the drain ends early
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 LOGIN_CONCURRENCY = 20
@@ -238,9 +239,15 @@ async def run_clock(live: LiveRun, drain_s: float, on_progress: Callable[[Progre
     started = time.monotonic()
     end = config.duration_s
     step = max(slice_wall_s * clock.speed, 1e-3)
+    quiet_since: float | None = None
     for phase, until in (("run", end), ("drain", end + drain_s)):
         while clock.now < until and not stop.is_set():
             await clock.run(until=min(until, clock.now + step))
+            if phase == "drain":
+                quiet_since = (quiet_since if quiet_since is not None else float(clock.now)) \
+                    if quiet(live) else None
+                if quiet_since is not None and clock.now - quiet_since >= QUIET_S:
+                    break
             if on_progress is not None:
                 on_progress(Progress(float(clock.now), end + drain_s, live.wire.events,
                                      time.monotonic() - started, phase))
@@ -249,6 +256,15 @@ async def run_clock(live: LiveRun, drain_s: float, on_progress: Callable[[Progre
         if stop.is_set():
             break
     return float(clock.now)
+
+
+def quiet(live: LiveRun) -> bool:
+    """Nothing left to wait for: every phone's client is settled (see
+    :attr:`~simulator.protocol.client.BeaconClient.settled`: a phone whose network is down is
+    not), and no byte or HTTP exchange is on its way."""
+    if live.wire.tasks or not all(phone.client.settled for phone in live.phones):
+        return False
+    return all(not sock.up and not sock.down for sock in live.wire.open_sockets.values())
 
 
 # -- what the backend stored ------------------------------------------------------------------------
@@ -361,7 +377,7 @@ async def _drive(config: FleetConfig, url: str, creds: Credentials, speed: float
     try:
         live = build(config, clock, wire, creds, tokens)
         _settle_heap()
-        reached = await run_clock(live, min(config.drain_s, DRAIN_CAP_S), on_progress, stop)
+        reached = await run_clock(live, config.drain_s, on_progress, stop)
         operators = [tokens[int(e["id"])] for e in creds["operators"][:config.operators]]
         readers = operators[:1] or [tokens[int(e["id"])] for e in creds["phones"][:config.devices]]
         stored = await read_stored(url, readers)
@@ -412,7 +428,7 @@ def run(config: FleetConfig, *, speed: float = 1.0, url: str | None = None,
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     record_stored(live, stored)
-    drain_s = min(config.drain_s, DRAIN_CAP_S)
+    drain_s = config.drain_s
     run_info = RunInfo(
         mode="run", profile=profile_name or config.name, seed=config.seed,
         devices=config.devices, operators=config.operators,

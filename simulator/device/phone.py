@@ -147,9 +147,10 @@ class Phone:
         self.ledger.state(now, self.name, "power", "on")
         self.ledger.state(now, self.name, "battery", round(self.battery.level(now), 3))
         self.ledger.state(now, self.name, "network", self.network.state.preset.kind)
-        self.ledger.state(now, self.name, "lifecycle", self._lifecycle_value())
         self.network.start()
         self.lifecycle.start()
+        # after start(): a phone that begins in a foreground session is recorded as foreground
+        self.ledger.state(now, self.name, "lifecycle", self._lifecycle_value())
         for t in self.panics:
             self.wire.at(t - now, self._panic)
         self.client.start(now)

@@ -130,6 +130,17 @@ class BeaconClient:
         """Whether :meth:`take_actions` would return anything (a cheap check for drivers)."""
         return bool(self._actions)
 
+    @property
+    def settled(self) -> bool:
+        """Nothing of this client is in flight or waiting: no unacked message, no pending alert
+        create, and, while it may use the network, every channel it wants is open (so whatever
+        the backend holds for it has been replayed). For a drain that stops once all is quiet."""
+        if self.outbox or self._create is not None:
+            return False
+        if not (self.powered and self.allowed):
+            return True
+        return all(ch.status == OPEN for ch in self._channel_list if ch.wanted)
+
     def next_deadline(self) -> float | None:
         # The earliest of the timers (called after every input: written out, no temporary lists).
         best = self._next_ping

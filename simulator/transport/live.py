@@ -19,9 +19,9 @@ unexpected close codes, 5xx answers, timeouts, garbage frames, and errors in the
 trigger are counted per cause in :attr:`LiveWire.problems` (for the report) and logged.
 
 Pushes come from :class:`~simulator.transport.push.PushGateway`, the fleet playing the push service
-beside the backend. Not modelled here: HTTP traffic is not queued behind a blackhole (a request
-made while the link is down fails fast with status 0, as on the modelled wire; an answer that meets
-a blackhole on its way back is status 0).
+beside the backend. HTTP is not queued behind a blackhole: as on the modelled wire, a request made
+while the link is down fails fast with status 0, and one whose request or answer the blackhole
+swallows is heard as status 0 when the HTTP timeout expires.
 """
 
 from __future__ import annotations
@@ -532,10 +532,16 @@ class LiveWire:
         def answer(status: int, data: dict[str, Any]) -> None:
             self.inject(lambda now: endpoint.on_http(request_id, status, data, now))
 
+        async def lost() -> None:
+            # As on the modelled wire: an exchange the network swallowed is heard as status 0 when
+            # the phone's HTTP client times out, not at once.
+            await asyncio.sleep(link.wall(self.config.http_timeout_s))
+            answer(0, {})
+
         try:
             await asyncio.sleep(link.wall(travel))
             if link.blackholed:
-                answer(0, {})  # the request never got out
+                await lost()  # the request never got out
                 return
             token = self.tokens.get(endpoint.user_id)
             headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -568,7 +574,7 @@ class LiveWire:
                 data = {}
             back = link.delay(HTTP_OVERHEAD + len(response.content), False)
             if back is None:
-                answer(0, {})  # the answer met a blackhole on its way back
+                await lost()  # the answer met a blackhole on its way back
                 return
             await asyncio.sleep(link.wall(back))
             answer(status, data)

@@ -493,3 +493,22 @@ def test_beacon_drops_what_waited_for_a_lazy_channel_that_never_opened() -> None
     assert client.take_actions() == [Open(CHAT, PATHS[CHAT], None)]
     client.closed(CHAT, 3.0, 1006)
     assert of(client.take_actions(), Dropped) == [Dropped("phone-7:2", "chat channel never opened", CHAT)]
+
+
+def test_settled_means_nothing_unacked_and_every_wanted_channel_open() -> None:
+    """What ``run``'s drain waits for before it ends early."""
+    client = in_alert(RESILIENT)
+    assert client.settled
+    client.location_fix(9.0, FIX, "phone-7:9")
+    assert not client.settled  # unacked
+    client.frame_received(LOCATION, {"type": "ack", "client_msg_id": "phone-7:9", "seq": 0}, 9.2)
+    assert client.settled
+    client.closed(CHAT, 10.0)
+    assert not client.settled  # a channel it wants is closed: a replay may be owed to it
+    client.handle_timeout(10.25)
+    client.connected(CHAT, 11.0)
+    assert client.settled
+    client.lifecycle_changed(False, 12.0)  # suspended: it cannot receive anything until it resumes
+    assert client.settled
+    client.lifecycle_changed(True, 13.0)
+    assert not client.settled  # resumed: reopening

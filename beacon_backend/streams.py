@@ -31,6 +31,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from beacon_backend.heads import HEADS
 from beacon_backend.models import StreamEvent, StreamHead
 
 CONSOLE = "console"
@@ -111,6 +112,7 @@ async def publish(events: list[Event]) -> None:
     if layer is None:  # pragma: no cover - settings always define a layer
         return
     for event in events:
+        HEADS.saw(event.stream, event.seq)
         await layer.group_send(event.stream, _layer_message(event))
 
 

@@ -39,6 +39,7 @@ from django.contrib.auth.models import User
 from beacon_backend import services, streams
 from beacon_backend.auth import Identity, query_params
 from beacon_backend.errors import Refused, bad_field, forbidden, not_found
+from beacon_backend.heads import HEADS
 from beacon_backend.services import Outcome
 from beacon_backend.validation import json_object
 
@@ -59,6 +60,7 @@ class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
     stream: str | None = None
     last_seq: int = 0
     is_open: bool = False
+    _following: bool = False  # counted in HEADS
     _expiry: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -85,6 +87,9 @@ class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def disconnect(self, code: int) -> None:
         self.is_open = False
+        if self._following and self.stream is not None:
+            self._following = False
+            HEADS.unfollow(self.stream)
         if self._expiry is not None:
             self._expiry.cancel()
         if self.stream is not None:
@@ -175,6 +180,9 @@ class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
         since = self._since()
         if self.stream is not None and self.follows_stream():
             head, backlog = await database_sync_to_async(_backlog)(self.stream, since)
+            if not self._following and self.is_open:
+                self._following = True
+                HEADS.follow(self.stream, head)
             if since is not None and (since > head or backlog is None):
                 self.last_seq = head
                 await self.reply({"type": "resync_required", "since": since, "head": head})
@@ -196,6 +204,7 @@ class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def stream_event(self, event: dict[str, Any]) -> None:
         seq = int(event["seq"])
+        HEADS.saw(str(event.get("stream", self.stream)), seq)
         if seq <= self.last_seq or not self.is_open:
             return
         if seq > self.last_seq + 1:
@@ -247,10 +256,13 @@ class BeaconSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
         """``pong``; first, any stream events this socket should have had but did not get.
 
         A live event is the usual way a gap is noticed; the heartbeat catches the case where the
-        lost event was the last one (a full channel-layer queue, an expired Redis message).
+        lost event was the last one (a full channel-layer queue, an expired Redis message), by
+        the first ping after the process learnt the head (:mod:`beacon_backend.heads`).
         """
         if self.stream is not None and self.follows_stream():
-            head = await database_sync_to_async(streams.head)(self.stream)
+            head = HEADS.get(self.stream)  # this process's view, refreshed every second (heads.py)
+            if head is None:
+                head = await database_sync_to_async(streams.head)(self.stream)
             if head > self.last_seq:
                 await self.deliver_until(head)
         pong: dict[str, Any] = {"type": "pong"}

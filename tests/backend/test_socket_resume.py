@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from typing import Any
@@ -13,8 +14,9 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from beacon_backend import services, streams
+from beacon_backend import heads, services, streams
 from beacon_backend.asgi import application
+from beacon_backend.heads import HEADS
 from beacon_backend.models import Alert, ChatMessage, ClientMessage, LocationUpdate, StreamEvent
 from tests.backend.fixtures import access_token, communicator, make_user
 from tests.backend.sockets import Sockets
@@ -548,6 +550,7 @@ async def test_ping_first_delivers_a_lost_last_event(sockets: Sockets) -> None:
     phone = await database_sync_to_async(make_user)("phone")
     comm, _ = await sockets.open(f"/ws/user/{phone.pk}/", phone)
     lost = await database_sync_to_async(append_unpublished)(f"user.{phone.pk}", "lost")
+    await HEADS.refresh()  # the process's periodic read of its streams' heads (every second)
     await comm.send_json_to({"type": "ping", "timestamp": 5})
     assert await comm.receive_json_from() == lost.message
     assert await comm.receive_json_from() == {"type": "pong", "timestamp": 5, "seq": 1}
@@ -555,6 +558,29 @@ async def test_ping_first_delivers_a_lost_last_event(sockets: Sockets) -> None:
     assert await comm.receive_nothing()
     await comm.send_json_to({"type": "ping", "timestamp": 6})
     assert await comm.receive_json_from() == {"type": "pong", "timestamp": 6, "seq": 1}
+
+
+async def test_the_head_refresh_finds_a_lost_last_event_by_itself(
+        sockets: Sockets, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No query per ping: the process's refresh task learns the head; the ping then delivers."""
+    monkeypatch.setattr(heads, "REFRESH_S", 0.05)
+    phone = await database_sync_to_async(make_user)("phone")
+    comm, _ = await sockets.open(f"/ws/user/{phone.pk}/", phone)
+
+    def no_query(stream: str) -> int:
+        raise AssertionError("a ping read the head from the database")
+
+    monkeypatch.setattr(streams, "head", no_query)
+    await comm.send_json_to({"type": "ping", "timestamp": 4})
+    assert await comm.receive_json_from() == {"type": "pong", "timestamp": 4, "seq": 0}
+    lost = await database_sync_to_async(append_unpublished)(f"user.{phone.pk}", "lost")
+    for _ in range(100):  # bounded: the refresh runs every 0.05 s
+        if HEADS.get(f"user.{phone.pk}") == lost.seq:
+            break
+        await asyncio.sleep(0.02)
+    await comm.send_json_to({"type": "ping", "timestamp": 5})
+    assert await comm.receive_json_from() == lost.message
+    assert await comm.receive_json_from() == {"type": "pong", "timestamp": 5, "seq": 1}
 
 
 async def test_ping_on_a_socket_that_follows_no_stream_delivers_nothing(sockets: Sockets) -> None:

@@ -74,7 +74,7 @@ from simulator.fleet import FleetConfig, phone_spec, populate
 from simulator.hdr import Histogram
 from simulator.ledger import ATTEMPT, CONNECTION, HEARTBEAT, Ledger
 from simulator.protocol.actions import LOCATION
-from simulator.run import EmbeddedBackend, RunError, login_all
+from simulator.run import EmbeddedBackend, RunError, login_all, settle_heap
 from simulator.transport.live import OPEN, LiveWire
 
 TARGET_PHONES = 10_000
@@ -368,6 +368,7 @@ async def run_fleet(config: FleetConfig, url: str, tokens: dict[int, str], user_
     try:
         watch.__enter__()
         phones, _ = populate(config, clock, wire, ledger, correlator, user_ids, [])
+        settle_heap()  # as `beacon-fleet run` does after building its fleet
         probe.start()
         started = time.monotonic()
         ramp_end = config.start_spread_s + settle_s

@@ -423,6 +423,10 @@ def _run(args: argparse.Namespace) -> int:
         print("backend problems: " + ", ".join(f"{cause} x{n}"
                                                for cause, n in outcome.problems.most_common()))
     print(f"report: {out}{os.sep}")
+    if outcome.failure is not None:
+        print(f"beacon-fleet: the fleet itself failed ({outcome.failure}); the partial run is judged "
+              f"in {out}{os.sep} and its traceback is on stderr above", file=sys.stderr)
+        return EXIT_USAGE
     if outcome.interrupted:
         return EXIT_INTERRUPTED
     return exit_code(result, args.strict)

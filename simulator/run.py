@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import gc
 import json
+import logging
 import os
 import resource
 import shutil
@@ -47,6 +48,8 @@ from simulator.operators import Operator
 from simulator.result import GeneratorStats, RunInfo, RunResult
 from simulator.simulate import Progress
 from simulator.transport.live import LiveConfig, LiveWire
+
+log = logging.getLogger(__name__)
 
 QUIET_S = 3.0  # model seconds everything must stay quiet before the drain ends early
 STARTUP_TIMEOUT_S = 60.0
@@ -211,6 +214,7 @@ class LiveRun:
     phones: list[Phone]
     operators: list[Operator]
     tokens: dict[int, str]
+    failure: str | None = None  # the fleet's own error that ended the run early
 
 
 def build(config: FleetConfig, clock: WallClock, wire: LiveWire, creds: Credentials,
@@ -353,9 +357,10 @@ class Outcome:
     end_s: float
     problems: Counter[str]
     backend_log: str | None = None  # the embedded backend's log (kept in the report folder)
+    failure: str | None = None  # the fleet's own error that ended the run early
 
 
-def _settle_heap() -> None:
+def settle_heap() -> None:
     """The built fleet lives all run long: move it out of the collector's sight, and collect the
     young generation less often, so a large fleet's heap does not cost pauses that show up as
     loop lag (the collector stays on: a run of hours makes cyclic garbage, asyncio's included)."""
@@ -376,8 +381,14 @@ async def _drive(config: FleetConfig, url: str, creds: Credentials, speed: float
                                       push_latency_s=config.wire.push_latency_s))
     try:
         live = build(config, clock, wire, creds, tokens)
-        _settle_heap()
-        reached = await run_clock(live, config.drain_s, on_progress, stop)
+        settle_heap()
+        try:
+            reached = await run_clock(live, config.drain_s, on_progress, stop)
+        except Exception as error:  # a bug in the fleet: stop, and judge what ran (the report says so)
+            log.exception("the fleet failed at model time %.3f s", float(clock.now))
+            live.failure = f"{type(error).__name__}: {error}"
+            _stop_originating(live)
+            reached = float(clock.now)
         operators = [tokens[int(e["id"])] for e in creds["operators"][:config.operators]]
         readers = operators[:1] or [tokens[int(e["id"])] for e in creds["phones"][:config.devices]]
         stored = await read_stored(url, readers)
@@ -445,8 +456,12 @@ def run(config: FleetConfig, *, speed: float = 1.0, url: str | None = None,
         listed = ", ".join(f"{cause} x{n}" for cause, n in problems.most_common())
         result = dataclasses.replace(result, warnings=(
             *result.warnings, f"the backend misbehaved: {listed}"))
+    if live.failure is not None:
+        result = dataclasses.replace(result, warnings=(
+            *result.warnings, f"the fleet itself failed at {reached:.1f} s of model time "
+                              f"({live.failure}): a partial run, judged as far as it went"))
     return Outcome(result, live.ledger, interrupted, reached, config.duration_s + drain_s,
-                   Counter(problems), backend_log)
+                   Counter(problems), backend_log, live.failure)
 
 
 def _loop(config: FleetConfig, url: str, creds: Credentials, speed: float, origin: str | None,

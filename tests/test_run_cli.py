@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+import simulator.run
+from simulator.profile import load
 from simulator.report import REPORT_JSON
 from tests.backend.fixtures import LiveBackend, RedisServer, start_backend
 
@@ -142,3 +144,28 @@ def test_url_where_nothing_answers_is_refused_in_one_line(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
     assert "--url http://127.0.0.1:9/: no HTTP answer" in done.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_fault_in_the_fleet_itself_still_judges_the_partial_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the model must not lose the run: the fleet stops, reads what was stored, judges the
+    partial run with a warning naming the error, and stops the embedded backend."""
+    config = load("ci-smoke", devices=2, operators=1, duration_s=20.0)  # phones start within 10 s
+    built = simulator.run.build
+
+    def build_with_a_fault(*args: Any, **kwargs: Any) -> simulator.run.LiveRun:
+        live = built(*args, **kwargs)
+
+        def fault(_event: object) -> None:
+            raise RuntimeError("a model bug")
+
+        live.clock.timeout(14.0).callbacks.append(fault)  # type: ignore[union-attr]
+        return live
+
+    monkeypatch.setattr(simulator.run, "build", build_with_a_fault)
+    outcome = simulator.run.run(config)
+    assert outcome.failure == "RuntimeError: a model bug"
+    assert 14.0 <= outcome.reached_s < config.duration_s
+    assert any("the fleet itself failed" in warning for warning in outcome.result.warnings)
+    verdicts = {v.id: v for v in outcome.result.verdicts}
+    assert verdicts["connect"].n == 2  # judged as far as it went
+    assert outcome.backend_log is not None and "Beacon backend on" in outcome.backend_log

@@ -143,7 +143,10 @@ class Socket(asyncio.Protocol):
     def _connect_timeout(self) -> None:
         if self.state != CONNECTING or self.reported or self.client_closed:
             return
-        if not self.link.blackholed:  # a phone in a tunnel timing out is not the backend's fault
+        # The backend's fault only if it holds the handshake: not while the phone is in a tunnel,
+        # nor while the emulated network still holds the phone's bytes or the backend's answer (a
+        # lossy link's retransmissions can outlast the timeout, as they can in simulate).
+        if not self.link.blackholed and self._task is not None and not self.up and not self.down:
             self.wire.problem("timeout")
         self._report(1006)
         self.dispose()

@@ -259,8 +259,12 @@ class Side:
 
     @property
     def all_connected(self) -> bool:
-        return (not self.error and self.open_at_start == self.sockets_wanted
-                and self.open_at_end == self.sockets_wanted and self.closes == 0)
+        # Closes alone do not fail a step: the phone model's own network closes a socket now and
+        # then (a loss burst outlasting a keep-alive: `simulate` of the same profile shows them
+        # too) and the phone reconnects, so a few may be reconnecting at any instant. What must
+        # hold: no fault of the backend, and every socket open again when the window ends (an
+        # alert opened late adds its three).
+        return not self.error and not self.problems and self.open_at_end >= self.sockets_wanted
 
     @property
     def held(self) -> bool:

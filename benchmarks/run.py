@@ -43,19 +43,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -63,14 +61,25 @@ from typing import Any
 # Benchmark the checkout this file is in, not whichever copy happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
-import websockets
-from websockets.asyncio.client import ClientConnection, connect
+# Sibling modules (the script's own directory is on sys.path when it is run).
+from bare import HEARTBEAT_S, run_bare
+from measure import (
+    TARGET_LAG_P99_MS,
+    GcWatch,
+    LagProbe,
+    Side,
+    _lag_histogram,
+    backend_usage,
+    close_window,
+    open_window,
+    own_rss_mb,
+    raise_fd_limit,
+)
 
 from simulator import profile
 from simulator.clock import WallClock
 from simulator.correlate import Correlator
-from simulator.fleet import FleetConfig, phone_spec, populate
+from simulator.fleet import FleetConfig, populate
 from simulator.hdr import Histogram
 from simulator.ledger import ATTEMPT, CONNECTION, HEARTBEAT, Ledger
 from simulator.protocol.actions import LOCATION
@@ -78,217 +87,13 @@ from simulator.run import EmbeddedBackend, RunError, login_all, settle_heap
 from simulator.transport.live import OPEN, LiveWire
 
 TARGET_PHONES = 10_000
-TARGET_LAG_P99_MS = 5.0
 TARGET_CPU_RATIO = 3.0
-HEARTBEAT_S = 30.0  # the resilient policy's heartbeat and location interval
-PROBE_S = 0.010  # the loop-lag probe's period
 SLICE_S = 5.0  # the fleet's clock runs in slices of this many seconds (progress, bounded waits)
-CREATE_CONCURRENCY = 20
 STEP_GRACE_S = 180.0  # a side's step is cut off this long after it should have ended
 IDLE_WAIT_S = 90.0  # how long to wait for the backend to go idle between two sides
 BACKEND_SATURATED = 0.85  # share of one core above which the (single-process) backend is the limit
 DEFAULT_STEPS = (500, 1000, 2000, 5000, 10_000)
 QUICK_STEPS = (200, 500)
-
-
-def _lag_histogram() -> Histogram:
-    return Histogram(lowest=0.01, highest=3_600_000.0)  # as WallClock.loop_lag_ms
-
-
-# -- measuring -----------------------------------------------------------------------------------------
-
-class LagProbe:
-    """A timer every ``period`` seconds that records how late it fires (ms), as a bare loop sees lag."""
-
-    def __init__(self, period: float = PROBE_S) -> None:
-        self.period = period
-        self.lag_ms = _lag_histogram()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._due = 0.0
-
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._due = self._loop.time() + self.period
-        self._handle = self._loop.call_at(self._due, self._tick)
-
-    def reset(self) -> None:
-        self.lag_ms = _lag_histogram()
-
-    def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def _tick(self) -> None:
-        assert self._loop is not None
-        now = self._loop.time()
-        self.lag_ms.record(max(0.0, now - self._due) * 1000.0)
-        self._due = now + self.period
-        self._handle = self._loop.call_at(self._due, self._tick)
-
-
-class GcWatch:
-    """Time spent in the garbage collector (``gc.callbacks``): total and longest pause, in ms."""
-
-    def __init__(self) -> None:
-        self.total_ms = 0.0
-        self.max_ms = 0.0
-        self.collections = 0
-        self._began = 0.0
-
-    def __enter__(self) -> GcWatch:
-        gc.callbacks.append(self._callback)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        gc.callbacks.remove(self._callback)
-
-    def reset(self) -> None:
-        self.total_ms = self.max_ms = 0.0
-        self.collections = 0
-
-    def _callback(self, phase: str, _info: dict[str, int]) -> None:
-        if phase == "start":
-            self._began = time.perf_counter()
-            return
-        pause = (time.perf_counter() - self._began) * 1000.0
-        self.total_ms += pause
-        self.max_ms = max(self.max_ms, pause)
-        self.collections += 1
-
-
-def _proc_tree(root: int) -> list[int]:
-    """``root`` and its descendants (from /proc), so a multi-worker backend is counted whole."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        parents.setdefault(ppid, []).append(int(entry))
-    tree: list[int] = []
-    todo = [root]
-    while todo and len(tree) < 1000:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(parents.get(pid, []))
-    return tree
-
-
-def backend_usage(root: int | None) -> tuple[float, float]:
-    """CPU seconds (user + system) and RSS (MiB) of the backend's process tree; (0, 0) if unknown."""
-    if root is None:
-        return 0.0, 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    page = os.sysconf("SC_PAGE_SIZE")
-    cpu = rss = 0.0
-    for pid in _proc_tree(root):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text()
-            statm = Path(f"/proc/{pid}/statm").read_text().split()
-        except OSError:
-            continue
-        after = fields[fields.rindex(")") + 2:].split()
-        cpu += (int(after[11]) + int(after[12])) / ticks  # utime, stime (fields 14, 15)
-        rss += int(statm[1]) * page / 2**20
-    return cpu, rss
-
-
-def own_rss_mb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def raise_fd_limit(needed: int) -> str:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    note = f"file descriptors: soft limit {soft:,} (hard {hard:,}); the largest step needs ~{needed:,}"
-    if needed > soft:
-        note += " -> TOO LOW: the largest steps will fail to connect"
-    return note
-
-
-@dataclass
-class Side:
-    """One side (fleet or bare) of one step, measured over the window."""
-
-    name: str
-    phones: int
-    alerts: int = 0
-    sockets_wanted: int = 0
-    open_at_start: int = 0
-    open_at_end: int = 0
-    closes: int = 0
-    problems: dict[str, int] = field(default_factory=dict)
-    window_s: float = 0.0
-    pings: int = 0
-    locations: int = 0
-    frames_in: int = 0
-    cpu_s: float = 0.0
-    lag_ms: Histogram = field(default_factory=_lag_histogram)  # the fleet: WallClock's; bare: probe
-    probe_ms: Histogram = field(default_factory=_lag_histogram)
-    rss_growth_mb: float = 0.0
-    backend_cpu_s: float = 0.0
-    backend_rss_mb: float = 0.0
-    ramp_s: float = 0.0
-    error: str = ""
-    gc_ms: tuple[float, float, int] = (0.0, 0.0, 0)  # in the window: total, longest pause, collections
-    alerting: list[int] = field(default_factory=list)  # user ids of the phones in an alert
-
-    @property
-    def sent(self) -> int:
-        return self.pings + self.locations
-
-    @property
-    def rate(self) -> float:
-        return self.sent / self.window_s if self.window_s > 0 else 0.0
-
-    @property
-    def cpu_per_msg_us(self) -> float:
-        return self.cpu_s / self.sent * 1e6 if self.sent else math.inf
-
-    @property
-    def lag_p99(self) -> float:
-        return self.lag_ms.percentile(99.0) if self.lag_ms.count else math.inf
-
-    @property
-    def all_connected(self) -> bool:
-        # Closes alone do not fail a step: the phone model's own network closes a socket now and
-        # then (a loss burst outlasting a keep-alive: `simulate` of the same profile shows them
-        # too) and the phone reconnects, so a few may be reconnecting at any instant. What must
-        # hold: no fault of the backend, and every socket open again when the window ends (an
-        # alert opened late adds its three).
-        return not self.error and not self.problems and self.open_at_end >= self.sockets_wanted
-
-    @property
-    def held(self) -> bool:
-        return self.all_connected and self.lag_p99 < TARGET_LAG_P99_MS
-
-
-@dataclass
-class Window:
-    """Counters read when a measurement window opens."""
-
-    wall: float
-    cpu: float
-    backend_cpu: float
-
-
-def open_window(backend_pid: int | None) -> Window:
-    return Window(time.monotonic(), time.process_time(), backend_usage(backend_pid)[0])
-
-
-def close_window(side: Side, window: Window, backend_pid: int | None) -> None:
-    side.window_s = time.monotonic() - window.wall
-    side.cpu_s = time.process_time() - window.cpu
-    backend_cpu, side.backend_rss_mb = backend_usage(backend_pid)
-    side.backend_cpu_s = backend_cpu - window.backend_cpu
 
 
 # -- the benchmark profile -----------------------------------------------------------------------------
@@ -416,159 +221,6 @@ async def run_fleet(config: FleetConfig, url: str, tokens: dict[int, str], user_
         watch.__exit__()
         probe.stop()
         await wire.aclose()
-    return side
-
-
-# -- (b) the bare client ---------------------------------------------------------------------------
-
-class Bare:
-    """Plain ``websockets`` sockets doing the fleet's traffic: one reader task per socket and one
-    sender task per socket that sends (user: pings; location: location updates)."""
-
-    def __init__(self, url: str) -> None:
-        self.ws_base = "ws://" + url.split("://", 1)[1]
-        self.open = 0
-        self.closes = 0
-        self.failed: dict[str, int] = {}
-        self.counting = False
-        self.pings = self.locations = self.frames_in = 0
-        self.connections: list[ClientConnection] = []
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def socket(self, path: str, token: str, start_at: float, sender: str | None,
-                     alert_id: str | None = None) -> None:
-        loop = asyncio.get_running_loop()
-        await asyncio.sleep(max(0.0, start_at - loop.time()))
-        url = f"{self.ws_base}{path.lstrip('/')}?token={token}"
-        try:
-            ws = await connect(url, compression=None, ping_interval=None, open_timeout=10,
-                               close_timeout=1, max_size=2**20, proxy=None)
-        except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as error:
-            cause = type(error).__name__
-            self.failed[cause] = self.failed.get(cause, 0) + 1
-            return
-        self.connections.append(ws)
-        self.open += 1
-        if sender is not None:
-            self.spawn(self.send_loop(ws, sender, alert_id))
-        try:
-            async for _frame in ws:
-                if self.counting:
-                    self.frames_in += 1
-        except websockets.exceptions.ConnectionClosed:
-            pass
-        finally:
-            self.open -= 1
-            if self.counting:
-                self.closes += 1
-
-    async def send_loop(self, ws: ClientConnection, kind: str, alert_id: str | None) -> None:
-        loop = asyncio.get_running_loop()
-        due = loop.time() + HEARTBEAT_S
-        sent = 0
-        while sent < 100_000:
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            due += HEARTBEAT_S
-            sent += 1
-            now = loop.time()
-            if kind == "ping":
-                message: dict[str, Any] = {"type": "ping", "timestamp": now}
-            else:
-                message = {"type": "location_update", "timestamp": now,
-                           "client_msg_id": f"bare-{alert_id}:{sent}",
-                           "location": {"latitude": 51.5074, "longitude": -0.1278, "accuracy": 9.5,
-                                        "provider": "gps", "speed": 1.2, "heading": 90.0,
-                                        "battery_level": 97.0}}
-            try:
-                await ws.send(json.dumps(message, separators=(",", ":")))
-            except websockets.exceptions.ConnectionClosed:
-                return
-            if self.counting:
-                if kind == "ping":
-                    self.pings += 1
-                else:
-                    self.locations += 1
-
-    async def aclose(self) -> None:
-        for ws in self.connections:
-            ws.transport.abort()
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def create_alerts(url: str, tokens: dict[int, str], users: list[int]) -> dict[int, str]:
-    """An open alert for each of ``users``, over HTTP as the app does: user id -> alert id."""
-    alerts: dict[int, str] = {}
-    limit = asyncio.Semaphore(CREATE_CONCURRENCY)
-    async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
-        async def one(user: int) -> None:
-            async with limit:
-                response = await client.post(
-                    url + "api/auth/panic/create/", headers={"Authorization": f"Bearer {tokens[user]}"},
-                    json={"latitude": 51.5074, "longitude": -0.1278, "accuracy": 9.5, "provider": "gps",
-                          "alert_type": "panic_button", "priority": 4})
-            if response.status_code // 100 != 2:
-                raise RunError(f"bare client: creating an alert failed: HTTP {response.status_code} "
-                               f"{response.text[:200]}")
-            alerts[user] = str(response.json()["alert_id"])
-
-        await asyncio.gather(*(one(user) for user in users))
-    return alerts
-
-
-async def run_bare(config: FleetConfig, url: str, tokens: dict[int, str], user_ids: list[int],
-                   alerting: list[int], settle_s: float, window_s: float, backend_pid: int | None
-                   ) -> Side:
-    side = Side("bare", config.devices, alerts=len(alerting))
-    side.sockets_wanted = side.phones + 3 * side.alerts
-    gc.collect()
-    rss0 = own_rss_mb()
-    alerts = await create_alerts(url, tokens, alerting)
-    bare = Bare(url)
-    probe = LagProbe()
-    watch = GcWatch()
-    loop = asyncio.get_running_loop()
-    try:
-        watch.__enter__()
-        probe.start()
-        started = loop.time()
-        for index, user in enumerate(user_ids):
-            start_at = started + phone_spec(config, index, user)[1]  # the fleet's connect schedule
-            token = tokens[user]
-            bare.spawn(bare.socket(f"/ws/user/{user}/", token, start_at, "ping"))
-            alert = alerts.get(user)
-            if alert is not None:
-                bare.spawn(bare.socket(f"/ws/alerts/{alert}/", token, start_at, None))
-                bare.spawn(bare.socket(f"/ws/location/{alert}/", token, start_at, "location", alert))
-                bare.spawn(bare.socket(f"/ws/chat/{alert}/", token, start_at, None))
-        await asyncio.sleep(max(0.0, started + config.start_spread_s + settle_s - loop.time()))
-        side.ramp_s = loop.time() - started
-        side.open_at_start = bare.open
-        probe.reset()
-        watch.reset()
-        bare.counting = True
-        window = open_window(backend_pid)
-        await asyncio.sleep(window_s)
-        bare.counting = False
-        close_window(side, window, backend_pid)
-        side.gc_ms = (watch.total_ms, watch.max_ms, watch.collections)
-        side.open_at_end = bare.open
-        side.rss_growth_mb = own_rss_mb() - rss0
-        side.lag_ms = side.probe_ms = probe.lag_ms
-        side.pings, side.locations, side.frames_in = bare.pings, bare.locations, bare.frames_in
-        side.closes = bare.closes
-        side.problems = dict(bare.failed)
-    finally:
-        watch.__exit__()
-        probe.stop()
-        await bare.aclose()
     return side
 
 

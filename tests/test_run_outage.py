@@ -41,7 +41,6 @@ check, and so does a socket the phone closed for real.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -293,7 +292,8 @@ def test_the_run_completes_and_every_phone_connects(runs: dict[str, Live], polic
     assert (run["mode"], run["policy"], run["devices"]) == ("run", policy, live.plan.config.devices)
     assert run["backend"]["embedded"] is True
     assert not live.outcome.interrupted
-    assert math.isclose(live.outcome.reached_s, live.outcome.end_s)
+    # The run reached its end and drained: the drain may end early once nothing is in flight.
+    assert live.plan.config.duration_s < live.outcome.reached_s <= live.outcome.end_s + 1e-6
     connect = live.verdict("connect")
     assert (connect["verdict"], connect["n"]) == ("pass", live.plan.config.devices), connect
     assert live.verdict("unexpected")["verdict"] == "pass"

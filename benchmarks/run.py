@@ -61,6 +61,8 @@ from typing import Any
 # Benchmark the checkout this file is in, not whichever copy happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
+
 # Sibling modules (the script's own directory is on sys.path when it is run).
 from bare import HEARTBEAT_S, run_bare
 from measure import (
@@ -255,10 +257,14 @@ def child_main(which: str, plan_path: Path, out: Path) -> int:
     users = [int(u) for u in plan["users"]]
     args = (config, plan["url"], tokens, users)
     timing = (plan["settle_s"], plan["window_s"], plan["backend_pid"])
-    if which == "fleet":
-        side = run_on_loop(run_fleet(*args, *timing), plan["loop"])
-    else:
-        side = run_on_loop(run_bare(*args, [int(u) for u in plan["alerting"]], *timing), plan["loop"])
+    try:
+        if which == "fleet":
+            side = run_on_loop(run_fleet(*args, *timing), plan["loop"])
+        else:
+            side = run_on_loop(run_bare(*args, [int(u) for u in plan["alerting"]], *timing), plan["loop"])
+    except (RunError, httpx.HTTPError, OSError) as error:  # the backend gave out: say so, in one line
+        side = Side(which, config.devices)
+        side.error = f"{type(error).__name__}: {error}".rstrip(": ")
     out.write_text(json.dumps(side_to_json(side)))
     return 0
 

@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     provision.set_defaults(handler=_provision)
     _simulate_command(commands)
     _run_command(commands)
+    _report_command(commands)
     return parser
 
 
@@ -430,6 +431,41 @@ def _run(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         return EXIT_INTERRUPTED
     return exit_code(result, args.strict)
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+def _report_command(commands: argparse._SubParsersAction[Parser]) -> None:
+    report = commands.add_parser(
+        "report", help="judge a stored run again from its ledger and re-render its outputs",
+        description="Read RUN_DIR (a report folder of `simulate` or `run`), judge its ledger "
+                    "(ledger.jsonl.gz) again with this version's checker, and rewrite report.json, "
+                    "junit.xml and report.html there. What the ledger cannot tell (what was run, "
+                    "the targets, the generator's figures) comes from the stored report.json. Exit "
+                    "status: as the run's (0 every verdict passed, 1 one failed), 2 not a readable "
+                    "run folder.")
+    report.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run's report folder")
+    report.add_argument("--strict", action="store_true", default=None,
+                        help="a claim that could not be measured fails the run (default: as the run "
+                             "was judged)")
+    report.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from simulator.checks import exit_code
+    from simulator.report.console import render_console
+    from simulator.report.rerender import RerenderError, rerender
+
+    try:
+        result = rerender(args.run_dir, args.strict)
+    except RerenderError as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"{args.run_dir}: {error.strerror or error}") from None
+    sys.stdout.write(render_console(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
+                                    strict=result.strict))
+    print(f"report: {args.run_dir}{os.sep}")
+    return exit_code(result, result.strict)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,9 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from simulator import __version__
+
+if TYPE_CHECKING:
+    from simulator.result import RunResult
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -273,7 +276,6 @@ def _simulate(args: argparse.Namespace) -> int:
     from simulator.profile import ProfileError, load
     from simulator.progress import ProgressWriter, clock
     from simulator.report import write_report
-    from simulator.report.console import render_console
     from simulator.simulate import Progress, simulate
 
     try:
@@ -324,9 +326,7 @@ def _simulate(args: argparse.Namespace) -> int:
         write_report(result, ledger, out)
     except OSError as error:
         raise UsageError(f"--out {out}: {error.strerror or error}") from None
-    sys.stdout.write(render_console(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
-                                    strict=args.strict))
-    print(f"report: {out}{os.sep}")
+    _show(result, out, args.strict)
     if interrupted:
         return EXIT_INTERRUPTED
     return exit_code(result, args.strict)
@@ -377,7 +377,6 @@ def _run(args: argparse.Namespace) -> int:
     from simulator.profile import ProfileError, load
     from simulator.progress import ProgressWriter, clock
     from simulator.report import write_report
-    from simulator.report.console import render_console
     from simulator.run import RunError, run
 
     if args.url is not None and args.creds is None:
@@ -418,12 +417,8 @@ def _run(args: argparse.Namespace) -> int:
             (out / "backend.log").write_text(outcome.backend_log)
     except OSError as error:
         raise UsageError(f"--out {out}: {error.strerror or error}") from None
-    sys.stdout.write(render_console(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
-                                    strict=args.strict))
-    if outcome.problems:
-        print("backend problems: " + ", ".join(f"{cause} x{n}"
-                                               for cause, n in outcome.problems.most_common()))
-    print(f"report: {out}{os.sep}")
+    problems = ", ".join(f"{cause} x{n}" for cause, n in outcome.problems.most_common())
+    _show(result, out, args.strict, f"backend problems: {problems}" if problems else None)
     if outcome.failure is not None:
         print(f"beacon-fleet: the fleet itself failed ({outcome.failure}); the partial run is judged "
               f"in {out}{os.sep} and its traceback is on stderr above", file=sys.stderr)
@@ -453,7 +448,6 @@ def _report_command(commands: argparse._SubParsersAction[Parser]) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     from simulator.checks import exit_code
-    from simulator.report.console import render_console
     from simulator.report.rerender import RerenderError, rerender
 
     try:
@@ -462,10 +456,19 @@ def _report(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     except OSError as error:
         raise UsageError(f"{args.run_dir}: {error.strerror or error}") from None
-    sys.stdout.write(render_console(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
-                                    strict=result.strict))
-    print(f"report: {args.run_dir}{os.sep}")
+    _show(result, args.run_dir, result.strict)
     return exit_code(result, result.strict)
+
+
+def _show(result: RunResult, out: Path, strict: bool, extra: str | None = None) -> None:
+    """The verdict table on stdout (coloured on a terminal, not with NO_COLOR), then the folder."""
+    from simulator.report.console import render_console
+
+    sys.stdout.write(render_console(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
+                                    strict=strict))
+    if extra:
+        print(extra)
+    print(f"report: {out}{os.sep}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

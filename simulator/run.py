@@ -305,10 +305,15 @@ async def read_stored(base_url: str, readers: list[str]) -> list[tuple[str, dict
         async def details(alert_id: str, token: str) -> tuple[str, list[Any], list[Any], list[str]]:
             async with limit:
                 base = f"{base_url}api/auth/alerts/{alert_id}/"
-                locations = await _pages(client, base + "locations/", token)
+                response = await client.get(base, headers={"Authorization": f"Bearer {token}"})
+                if response.status_code != 200:
+                    raise RunError(f"GET {base}: HTTP {response.status_code} {response.text[:200]}")
+                detail = response.json()
+                locations = detail.get("location_history")  # PROTOCOL: the detail carries them all
+                if not isinstance(locations, list):
+                    locations = await _pages(client, base + "locations/", token)
                 messages = await _pages(client, base + "messages/", token)
-                statuses = await _statuses(client, base, token, alerts[alert_id][0])
-            return alert_id, locations, messages, statuses
+            return alert_id, locations, messages, _statuses(detail, alerts[alert_id][0])
 
         found = await asyncio.gather(*(details(a, t) for a, (_, t) in alerts.items()))
     for alert_id, locations, messages, statuses in found:
@@ -321,14 +326,11 @@ async def read_stored(base_url: str, readers: list[str]) -> list[tuple[str, dict
     return records
 
 
-async def _statuses(client: httpx.AsyncClient, base: str, token: str, alert: dict[str, Any]) -> list[str]:
+def _statuses(detail: dict[str, Any], alert: dict[str, Any]) -> list[str]:
     """The statuses the alert entered: the detail's ``status_history`` (the reference backend's
     extension) when the backend has one, else inferred from its current state (``acknowledged``
     when ``acknowledged_at`` is set, then the current status unless ``active``)."""
-    response = await client.get(base, headers={"Authorization": f"Bearer {token}"})
-    if response.status_code != 200:
-        raise RunError(f"GET {base}: HTTP {response.status_code} {response.text[:200]}")
-    history = response.json().get("status_history")
+    history = detail.get("status_history")
     if isinstance(history, list) and all(isinstance(e, dict) and "status" in e for e in history):
         return [str(entry["status"]) for entry in history]
     inferred = []

@@ -158,7 +158,9 @@ def test_a_fault_in_the_fleet_itself_still_judges_the_partial_run(monkeypatch: p
         def fault(_event: object) -> None:
             raise RuntimeError("a model bug")
 
-        live.clock.timeout(14.0).callbacks.append(fault)  # type: ignore[union-attr]
+        callbacks = live.clock.timeout(14.0).callbacks
+        assert callbacks is not None
+        callbacks.append(fault)
         return live
 
     monkeypatch.setattr(simulator.run, "build", build_with_a_fault)
@@ -169,3 +171,18 @@ def test_a_fault_in_the_fleet_itself_still_judges_the_partial_run(monkeypatch: p
     verdicts = {v.id: v for v in outcome.result.verdicts}
     assert verdicts["connect"].n == 2  # judged as far as it went
     assert outcome.backend_log is not None and "Beacon backend on" in outcome.backend_log
+
+
+@pytest.mark.parametrize(("detail", "alert", "statuses"), [
+    # the reference backend: every status entered, in order, even one left again
+    ({"status_history": [{"status": "acknowledged"}, {"status": "responding"}, {"status": "resolved"}]},
+     {"status": "resolved", "acknowledged_at": "t"}, ["acknowledged", "responding", "resolved"]),
+    ({"status_history": []}, {"status": "active", "acknowledged_at": None}, []),
+    # a backend without the extension: inferred from the alert's current state
+    ({}, {"status": "resolved", "acknowledged_at": "t"}, ["acknowledged", "resolved"]),
+    ({}, {"status": "canceled", "acknowledged_at": None}, ["canceled"]),
+    ({}, {"status": "active", "acknowledged_at": None}, []),
+])
+def test_the_drain_reads_status_history_or_infers_it(detail: dict[str, Any], alert: dict[str, Any],
+                                                     statuses: list[str]) -> None:
+    assert simulator.run._statuses(detail, alert) == statuses

@@ -1,7 +1,9 @@
 """Progress of a run on the terminal: a pure formatting function and a small writer.
 
 :func:`format_progress` turns one :class:`~simulator.simulate.Progress` into one line of text (a bar,
-virtual time against the end, events, events per wall second, and the phase). :class:`ProgressWriter`
+virtual time against the end, events, events per wall second, and the phase) and, given a
+:class:`~simulator.tally.Tally` of the running fleet, what the fleet is doing: phones connected,
+alerts open, messages per second, the worst latency so far and the wall time left. :class:`ProgressWriter`
 puts those lines on a stream: redrawn in place on a terminal, or, on a pipe or a file, one plain line
 every tenth of the run, so CI logs show that a long run is moving without filling up with bars.
 """
@@ -9,11 +11,13 @@ every tenth of the run, so CI logs show that a long run is moving without fillin
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable
 from typing import TextIO
 
 from simulator.simulate import Progress
+from simulator.tally import Tally
 
 BAR_WIDTH = 24
 
@@ -33,26 +37,48 @@ def rate(per_second: float) -> str:
     return f"{per_second:.0f}"
 
 
-def format_progress(progress: Progress, bar: bool = True, width: int = BAR_WIDTH) -> str:
+def format_progress(progress: Progress, bar: bool = True, width: int = BAR_WIDTH,
+                    tally: Tally | None = None) -> str:
     """One line describing how far a run has got.
 
     Args:
         progress: The run's latest progress report.
         bar: Whether to start with a ``[#####-----]`` bar (terminals) or not (logs).
         width: The bar's width in characters.
+        tally: The running fleet's figures (already updated); without it, events and their rate.
 
     Returns:
         For example ``[######------------------]  25%  0:15:00 / 1:02:00  run  1,234,567 events
-        410k ev/s``, without a newline.
+        410k ev/s``, or with a tally ``... run  28/30 connected  2 alerts open  3.1 msg/s
+        worst 212 ms  0:00:41 left``, without a newline.
     """
     fraction = min(1.0, max(0.0, progress.model_s / progress.end_s)) if progress.end_s > 0 else 1.0
     per_second = progress.events / progress.wall_s if progress.wall_s > 0 else 0.0
-    text = (f"{math.floor(fraction * 100):3d}%  {clock(progress.model_s)} / {clock(progress.end_s)}  "
-            f"{progress.phase:<5}  {progress.events:,} events  {rate(per_second)} ev/s")
+    text = f"{math.floor(fraction * 100):3d}%  {clock(progress.model_s)} / {clock(progress.end_s)}  "
+    if tally is None:
+        text += f"{progress.phase:<5}  {progress.events:,} events  {rate(per_second)} ev/s"
+    else:
+        text += f"{progress.phase:<5}  {fleet_figures(tally)}  {time_left(progress)}"
     if not bar:
         return text
     filled = math.floor(fraction * width)
     return f"[{'#' * filled}{'-' * (width - filled)}] {text}"
+
+
+def fleet_figures(tally: Tally) -> str:
+    """``28/30 connected  2 alerts open  3.1 msg/s  worst 212 ms`` (worst: latency so far)."""
+    worst = "-" if tally.worst_latency_s is None else f"{tally.worst_latency_s * 1000:,.0f} ms"
+    return (f"{tally.counts()['connected']:,}/{len(tally.phones):,} connected  "
+            f"{tally.alerts_open:,} alert{'' if tally.alerts_open == 1 else 's'} open  "
+            f"{tally.rate():.1f} msg/s  worst {worst}")
+
+
+def time_left(progress: Progress) -> str:
+    """Wall time left at the pace so far (``0:00:41 left``; the drain may end sooner)."""
+    if progress.model_s <= 0 or progress.wall_s <= 0:
+        return "-:--:-- left"
+    remaining = max(0.0, progress.end_s - progress.model_s) * progress.wall_s / progress.model_s
+    return f"{clock(math.ceil(remaining))} left"
 
 
 class ProgressWriter:
@@ -67,6 +93,9 @@ class ProgressWriter:
         every: The share of the run between two lines when not on a terminal.
         min_interval_s: On a terminal, the shortest wall time between two redraws.
         now: The wall clock (a parameter so tests need not sleep).
+
+    When a progress report carries the running fleet (``Progress.fleet``), the writer keeps a
+    :class:`~simulator.tally.Tally` of its ledger and shows the fleet's figures instead of event counts.
     """
 
     def __init__(self, stream: TextIO, tty: bool, every: float = 0.1, min_interval_s: float = 0.1,
@@ -80,9 +109,14 @@ class ProgressWriter:
         self._last_draw = -math.inf
         self._width = 0
         self._last: Progress | None = None
+        self._tally: Tally | None = None
 
     def __call__(self, progress: Progress) -> None:
         self._last = progress
+        if progress.fleet is not None:
+            if self._tally is None:
+                self._tally = Tally()
+            self._tally.update(progress.fleet.ledger)
         share = progress.model_s / progress.end_s if progress.end_s > 0 else 1.0
         if self.tty:
             if self.now() - self._last_draw >= self.min_interval_s or share >= 1.0:
@@ -90,11 +124,14 @@ class ProgressWriter:
         elif share >= self._next_share - 1e-9:
             while self._next_share <= share + 1e-9:
                 self._next_share += self.every
-            self.stream.write(format_progress(progress, bar=False) + "\n")
+            self.stream.write(format_progress(progress, bar=False, tally=self._tally) + "\n")
             self.stream.flush()
 
     def _draw(self, progress: Progress) -> None:
-        line = format_progress(progress)
+        line = format_progress(progress, width=BAR_WIDTH if self._tally is None else BAR_WIDTH // 2,
+                               tally=self._tally)
+        # a wrapped line cannot be redrawn in place: keep it within the terminal
+        line = line[:max(20, shutil.get_terminal_size((160, 24)).columns - 1)]
         self.stream.write("\r" + line.ljust(self._width))
         self.stream.flush()
         self._width = len(line)

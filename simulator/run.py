@@ -46,7 +46,7 @@ from simulator.fleet import FleetConfig, populate, stop_originating
 from simulator.ledger import Ledger
 from simulator.operators import Operator
 from simulator.result import GeneratorStats, RunInfo, RunResult
-from simulator.simulate import Progress
+from simulator.simulate import Progress, Watched
 from simulator.transport.live import LiveConfig, LiveWire
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,8 @@ async def run_clock(live: LiveRun, drain_s: float, on_progress: Callable[[Progre
                     break
             if on_progress is not None:
                 on_progress(Progress(float(clock.now), end + drain_s, live.wire.events,
-                                     time.monotonic() - started, phase))
+                                     time.monotonic() - started, phase,
+                                     Watched(live.ledger, live.phones, live.operators)))
         if phase == "run" or stop.is_set():
             _stop_originating(live)
         if stop.is_set():

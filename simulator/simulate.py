@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +31,18 @@ from simulator.transport.backend_model import BackendModel
 from simulator.transport.modelled import Wire
 
 
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """Read-only handles on a running fleet, for live displays (the console's figures, the live view).
+
+    Reports never use these: they are pure functions of the judged result.
+    """
+
+    ledger: Ledger
+    phones: Sequence[Phone]
+    operators: Sequence[Operator]
+
+
 @dataclass(frozen=True)
 class Progress:
     """What a progress display shows."""
@@ -40,6 +52,7 @@ class Progress:
     events: int
     wall_s: float
     phase: str  # "run" or "drain"
+    fleet: Watched | None = None  # the running fleet, for displays that show more than time
 
 
 @dataclass
@@ -118,7 +131,8 @@ def _run_model(sim: Simulation, on_progress: Callable[[Progress], None] | None, 
                 sim.env.run(until=t)
                 if on_progress is not None:
                     on_progress(Progress(sim.env.now, end + config.drain_s, sim.wire.events,
-                                         time.monotonic() - started, phase))
+                                         time.monotonic() - started, phase,
+                                         Watched(sim.ledger, sim.phones, sim.operators)))
             if phase == "run":
                 _stop_originating(sim)
     except KeyboardInterrupt:

@@ -21,8 +21,10 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from operator import itemgetter
+from typing import Any
 
 from simulator import checks_messages as msgs
+from simulator import views
 from simulator.checks_devices import ActorFigures, Timeline, sweep
 from simulator.checks_messages import Originated, is_operator
 from simulator.hdr import Histogram
@@ -30,6 +32,7 @@ from simulator.ledger import (
     ATTEMPT,
     CONNECTION,
     DROPPED,
+    FIX,
     HEARTBEAT,
     ORIGINATED,
     RECEIVED,
@@ -124,6 +127,12 @@ def _judge(ledger: Ledger, run: RunInfo, targets: Targets, generator: GeneratorS
     for r in parts[STORED]:
         stored[r[1]] = stored.get(r[1], 0) + int(r[2])
     dropped = {r[2] for r in parts[DROPPED]}
+    drop_reasons: defaultdict[str, dict[str, int]] = defaultdict(dict)
+    for r in parts[DROPPED]:
+        message = originated.get(r[2])
+        if message is not None:
+            reasons = drop_reasons[message.kind]
+            reasons[str(r[3])] = reasons.get(str(r[3]), 0) + 1
     actor_events: defaultdict[str, list[Record]] = defaultdict(list)
     for r in parts[STATE]:
         actor_events[r[2]].append(r)
@@ -132,6 +141,7 @@ def _judge(ledger: Ledger, run: RunInfo, targets: Targets, generator: GeneratorS
     heartbeats: defaultdict[str, list[float]] = defaultdict(list)
     for r in parts[HEARTBEAT]:
         heartbeats[r[2]].append(r[1])
+    fixes = parts[FIX]  # for the report's map only: no verdict rests on a fix
     del parts
 
     devices: dict[str, ActorFigures] = {}
@@ -149,7 +159,9 @@ def _judge(ledger: Ledger, run: RunInfo, targets: Targets, generator: GeneratorS
     reordered = msgs.reordered_receipts(by_receiver, originated)
     found = msgs.outcomes(originated, sent_live, receipts, stored, dropped, reordered, timelines,
                           targets.latency_p99_ms / 1000.0)
-    return _result(run, targets, generator, strict, found, devices)
+    found.drop_reasons = dict(drop_reasons)
+    plots = views.build(actor_events, timelines, devices, originated, found, fixes, targets)
+    return _result(run, targets, generator, strict, found, devices, plots)
 
 
 def exit_code(result: RunResult, strict: bool) -> int:
@@ -168,7 +180,8 @@ def exit_code(result: RunResult, strict: bool) -> int:
 # -- figures -> result -----------------------------------------------------------------------------
 
 def _result(run: RunInfo, targets: Targets, generator: GeneratorStats, strict: bool,
-            found: msgs.MessageFigures, devices: Mapping[str, ActorFigures]) -> RunResult:
+            found: msgs.MessageFigures, devices: Mapping[str, ActorFigures],
+            plots: Mapping[str, Any]) -> RunResult:
     latency = {name: _histogram(found.latency[name]) for name in ("phone_to_operator",
                                                                   "operator_to_phone")}
     latency["delivery_delay"] = _histogram(found.delivery_delay)
@@ -214,7 +227,7 @@ def _result(run: RunInfo, targets: Targets, generator: GeneratorStats, strict: b
         judge_.reconnect(reconnect, reconnect_failed),
         judge_.latency(latency, by_network),
         judge_.heartbeat(heartbeat, [s for f in devices.values() for s in f.heartbeat_spacings]),
-        judge_.delivery(messages),
+        judge_.delivery(messages, found.drop_reasons),
         judge_.loss_reconnect(found.counts, totals),
         judge_.uptime(uptime, sum(f.eligible_s > 0 for f in devices.values()), eligible),
         judge_.reconnect_success(reconnect.count, reconnect_failed),
@@ -237,7 +250,7 @@ def _result(run: RunInfo, targets: Targets, generator: GeneratorStats, strict: b
                      reconnect_counts=reconnect_counts, heartbeat=heartbeat, uptime=uptime,
                      battery=battery, battery_by_network=dict(sorted(battery_by_network.items())),
                      population=population, generator=generator, strict=strict,
-                     warnings=tuple(warnings))
+                     warnings=tuple(warnings), views=plots)
 
 
 class _Judge:
@@ -326,7 +339,8 @@ class _Judge:
             note += f"; needs {_pct(needed)}"
         return self._verdict("heartbeat", target, median, passed, len(spacings), "spacings", "s", note)
 
-    def delivery(self, messages: Mapping[str, MessageCounts]) -> Verdict:
+    def delivery(self, messages: Mapping[str, MessageCounts],
+                 drop_reasons: Mapping[str, Mapping[str, int]] | None = None) -> Verdict:
         minimum = self.targets.delivery_min
         target = f">= {_pct(minimum)} per kind"
         n = sum(c.originated for c in messages.values())
@@ -339,7 +353,8 @@ class _Judge:
         failing = [k for k in sorted(ratios) if ratios[k] < minimum]
         if failing:
             note = ", ".join(f"{k} {_pct(ratios[k])} ({rows[k].lost} lost, {rows[k].stored_only} stored "
-                             f"only, of {rows[k].originated})" for k in failing)
+                             f"only, of {rows[k].originated}{_drops(rows[k], (drop_reasons or {}).get(k))})"
+                             for k in failing)
             note += f" below {_pct(minimum)}"
         else:
             note = f"all {len(rows)} kinds delivered; lowest {worst_kind} {_pct(ratios[worst_kind])}"
@@ -438,6 +453,18 @@ class _Judge:
         note = (f"{len(ids)} ids received or stored were never originated ({found.unexpected_receipts} "
                 f"receipts; e.g. {examples}): a correlation bug in the fleet, not the backend")
         return self._verdict("unexpected", "0", float(len(ids)), False, len(ids), "ids", "count", note)
+
+
+def _drops(counts: MessageCounts, reasons: Mapping[str, int] | None) -> str:
+    """``; 4 dropped by the client: location channel never opened`` (with several reasons, each
+    with its count), or nothing if the client dropped none."""
+    if not counts.dropped:
+        return ""
+    ranked = sorted((reasons or {}).items(), key=lambda item: (-item[1], item[0]))
+    if len(ranked) == 1:
+        return f"; {counts.dropped} dropped by the client: {ranked[0][0]}"
+    why = ", ".join(f"{n} {reason}" for reason, n in ranked)
+    return f"; {counts.dropped} dropped by the client" + (f" ({why})" if why else "")
 
 
 def _histogram(values: Iterable[float]) -> Histogram:

@@ -27,12 +27,16 @@ network (foreground, background, doze_maintenance). From that:
 - **Battery**: the sum of level drops (charging is ignored) / hours between first and last reading.
 - **Timeline**: change points of (impaired, primary channel not open), where *impaired* means the
   app could not be connected or a reconnect window was pending, so the message checker can ask
-  "was the sender connected when it meant to send?" with one bisection.
+  "was the sender connected when it meant to send?" with one bisection; and change points of the
+  actor's *status* for the report's fleet timeline (first match wins): ``offline`` (network down or
+  power off), ``suspended`` (the lifecycle keeps the app off the network: suspended, killed, Doze),
+  ``connected`` (primary channel open), else ``reconnecting``, from the actor's first record on.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -48,6 +52,12 @@ UNKNOWN = "unknown"
 NOT_OPEN = 1  # timeline bit: the primary channel was not open
 IMPAIRED = 2  # timeline bit: no network, app not allowed to use it, power off, or reconnecting
 
+# Status codes, each with its name in STATUSES. Offline has two: no network (whether powered or not)
+# and powered off with a network, so the fleet's network outages can be told from dead batteries.
+# The app could be connected exactly in the two lowest (status <= RECONNECTING).
+CONNECTED, RECONNECTING, NO_NETWORK, SUSPENDED, POWERED_OFF = range(5)
+STATUSES = ("connected", "reconnecting", "offline", "suspended", "offline")
+
 
 @dataclass(slots=True)
 class Timeline:
@@ -58,6 +68,9 @@ class Timeline:
     codes: list[int] = field(default_factory=list)
     net_times: list[float] = field(default_factory=list)
     net_kinds: list[str] = field(default_factory=list)
+    # Status change points as machine arrays, so the report's views join a fleet's without copying.
+    status_times: array[float] = field(default_factory=lambda: array("d"))
+    statuses: array[int] = field(default_factory=lambda: array("b"))
 
     def code_at(self, t: float) -> int:
         """The ``NOT_OPEN | IMPAIRED`` bits in force at time ``t``."""
@@ -68,6 +81,11 @@ class Timeline:
         """The network kind (or ``"down"``) at time ``t``; ``"unknown"`` before the first record."""
         i = bisect_right(self.net_times, t) - 1
         return self.net_kinds[i] if i >= 0 else UNKNOWN
+
+    def status_at(self, t: float) -> str:
+        """The status's name (see :data:`STATUSES`) at time ``t``; ``"unknown"`` before the first record."""
+        i = bisect_right(self.status_times, t) - 1
+        return STATUSES[self.statuses[i]] if i >= 0 else UNKNOWN
 
 
 @dataclass(slots=True)
@@ -144,9 +162,10 @@ def sweep(events: list[Record], end: float, device: bool, heartbeats: list[float
     figures = ActorFigures(Timeline(code()))
     timeline = figures.timeline
     last_code = timeline.first_code
+    last_status = -1  # none yet; as allowed as the situation before the first record (up, on, foreground)
     for record in events:
         t = record[1]
-        allowed = net_up and power and lifecycle in ALLOWED_LIFECYCLE
+        allowed = last_status <= RECONNECTING
         if t > prev:
             span = (t if t < end else end) - prev
             if span > 0:
@@ -197,7 +216,15 @@ def sweep(events: list[Record], end: float, device: bool, heartbeats: list[float
                         figures.connect_s = connect.stop(t, allowed)
                     if is_open and reconnect.running:
                         figures.reconnect_s.append(reconnect.stop(t, allowed))
-        current = code()
+        status = (NO_NETWORK if not net_up else POWERED_OFF if not power
+                  else SUSPENDED if lifecycle not in ALLOWED_LIFECYCLE else CONNECTED if is_open
+                  else RECONNECTING)
+        if status != last_status:
+            timeline.status_times.append(t)
+            timeline.statuses.append(status)
+            last_status = status
+        current = (0 if is_open else NOT_OPEN) | (
+            0 if status <= RECONNECTING and not reconnect.running else IMPAIRED)  # as code() does
         if current != last_code:
             timeline.times.append(t)
             timeline.codes.append(current)

@@ -25,6 +25,9 @@ Input is the ledger already grouped by :func:`simulator.checks.judge` (one pass,
   not open, no network, the app suspended or in Doze, or reconnecting) measures the phone's
   absence, not the network, so it counts in the delivery delay only (``sent_while_recipient_away``).
   The network kind is the phone's, at sending (phone -> operator) or at receipt.
+- Delivery by network: every pair counted as originated (and delivered, if it was) under the network
+  kind of the phone involved at the originated time: the sender's, or for an operator's message the
+  receiving phone's (``"down"`` when it had none, ``"unknown"`` before its first record).
 """
 
 from __future__ import annotations
@@ -70,6 +73,11 @@ class MessageFigures:
     latency: dict[str, list[float]] = field(default_factory=dict)
     latency_by_network: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     delivery_delay: list[float] = field(default_factory=list)
+    drop_reasons: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> client's reason -> n
+    # (network kind of the phone involved at the originated time, message kind) -> [originated, delivered]
+    delivery_by_network: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    lost_pairs: list[tuple[str, str]] = field(default_factory=list)  # (origin_id, recipient), lost
+    stored_only_pairs: list[tuple[str, str]] = field(default_factory=list)  # ... stored, not received
 
 
 def is_operator(actor: str) -> bool:
@@ -142,7 +150,8 @@ def outcomes(originated: Mapping[str, Originated], sent_live: Mapping[str, bool]
         late_s: Network latency above this is late (the latency target, in seconds).
 
     Returns:
-        Counts per kind, unexpected ids, latency samples and delivery delays.
+        Counts per kind (and per network and kind), unexpected ids, latency samples, delivery
+        delays, and the pairs that were lost or stored only (in the order of the originated records).
     """
     figures = MessageFigures()
     counts = figures.counts
@@ -150,6 +159,7 @@ def outcomes(originated: Mapping[str, Originated], sent_live: Mapping[str, bool]
     o2p: list[float] = []
     figures.latency = {"phone_to_operator": p2o, "operator_to_phone": o2p}
     by_network: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    delivery = figures.delivery_by_network
     delays = figures.delivery_delay
     reordered_ids = {oid for oid, _ in reordered}
     no_receipts: list[Record] = []
@@ -169,12 +179,22 @@ def outcomes(originated: Mapping[str, Originated], sent_live: Mapping[str, bool]
         else:
             disconnected = bool(code & NOT_OPEN)
         from_operator = actor.startswith(OPERATOR_PREFIX)
+        sender_net = UNKNOWN if from_operator or timeline is None else timeline.network_at(t)
         mine_all = receipts.get(oid, no_receipts)
         n_stored = stored.get(oid, 0)
         if oid in dropped:
             row[DROPPED] += 1
         for recipient in message.recipients:
             row[ORIGINATED] += 1
+            if from_operator:
+                phone_line = timelines.get(recipient)
+                net_then = phone_line.network_at(t) if phone_line is not None else UNKNOWN
+            else:
+                net_then = sender_net
+            tally = delivery.get((net_then, message.kind))
+            if tally is None:
+                tally = delivery[net_then, message.kind] = [0, 0]
+            tally[0] += 1
             if disconnected:
                 row[WHILE_DISCONNECTED] += 1
             if recipient == OPERATORS:
@@ -184,6 +204,7 @@ def outcomes(originated: Mapping[str, Originated], sent_live: Mapping[str, bool]
             received_twice = False
             if mine:
                 row[DELIVERED] += 1
+                tally[1] += 1
                 if len(mine) == 1:
                     first = mine[0][1]
                 else:
@@ -193,7 +214,6 @@ def outcomes(originated: Mapping[str, Originated], sent_live: Mapping[str, bool]
                 delay = first - t if first > t else 0.0
                 delays.append(delay)
                 if on_open and from_operator:
-                    phone_line = timelines.get(recipient)
                     if phone_line is not None and phone_line.code_at(t):
                         row[RECIPIENT_AWAY] += 1  # the phone was not connected: delivery delay only
                     else:
@@ -204,14 +224,15 @@ def outcomes(originated: Mapping[str, Originated], sent_live: Mapping[str, bool]
                 elif on_open:
                     p2o.append(delay)
                     row[LATE] += delay > late_s
-                    net = timeline.network_at(t) if timeline is not None else UNKNOWN
-                    by_network[net, "phone_to_operator"].append(delay)
+                    by_network[sender_net, "phone_to_operator"].append(delay)
                 if oid in reordered_ids and any((oid, r[3]) in reordered for r in mine):
                     row[REORDERED] += 1
             elif n_stored:
                 row[STORED_ONLY] += 1
+                figures.stored_only_pairs.append((oid, recipient))
             else:
                 row[LOST] += 1
+                figures.lost_pairs.append((oid, recipient))
                 if disconnected:
                     row[LOST_DURING_RECONNECT] += 1
             if received_twice or n_stored > 1:

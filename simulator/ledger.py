@@ -17,6 +17,8 @@ record                  fields
 ``connection``          t, actor, channel, state, cause
 ``state``               t, actor, dimension ("network"|"lifecycle"|"battery"|"power"), value
 ``heartbeat``           t, actor (a ping sent while the user channel was open and foreground)
+``fix``                 t, actor, latitude, longitude (a location fix the phone found: at a panic
+                        and at each location update; for the report's map, never judged)
 ======================  ==================================================================
 
 ``recipient`` is an actor name (``"phone-17"``) or ``"operators"`` (any operator will do).
@@ -42,6 +44,7 @@ STORED = "stored"
 CONNECTION = "connection"
 STATE = "state"
 HEARTBEAT = "heartbeat"
+FIX = "fix"
 
 OPERATORS = "operators"  # a recipient meaning "any operator"
 
@@ -84,6 +87,9 @@ class Ledger:
 
     def heartbeat(self, t: float, actor: str) -> None:
         self.records.append((HEARTBEAT, t, actor))
+
+    def fix(self, t: float, actor: str, lat: float, lon: float) -> None:
+        self.records.append((FIX, t, actor, lat, lon))
 
     def of_kind(self, kind: str) -> Iterator[Record]:
         return (r for r in self.records if r[0] == kind)

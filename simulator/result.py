@@ -4,8 +4,9 @@ A :class:`RunResult` is built once by :func:`simulator.checks.judge` and never c
 pure functions of it. :meth:`RunResult.to_json` produces the ``beacon-fleet/report@1`` document of
 REPORT.md plus a few fields of our own (``outcomes``, ``latency_ms_by_network``, ``connect``,
 ``reconnect``, ``heartbeat_s``, ``population``, ``targets``, ``strict``, ``exit_code``, ``warnings``,
-and ``histograms``, the full HDR histograms, so a report can be re-rendered or merged across shards
-from its JSON alone). :meth:`RunResult.from_json` reads it back; rendering the result read back gives
+``views``, the sampled data behind report.html's plots (:mod:`simulator.views`), and ``histograms``,
+the full HDR histograms, so a report can be re-rendered or merged across shards from its JSON
+alone). :meth:`RunResult.from_json` reads it back; rendering the result read back gives
 the same document, byte for byte.
 
 Units: latencies, delays and windows are kept in seconds (histograms) and reported in the unit the
@@ -253,6 +254,9 @@ class RunResult:
         generator: The load generator's own figures.
         strict: Whether not-measured claims count as failures.
         warnings: Caveats that hold for the whole run (e.g. a compressed clock).
+        views: The data behind report.html's plots, JSON-ready (fleet timeline, delivery by
+            network, battery sample, map, worst phones; see :mod:`simulator.views`); empty for a
+            report.json written before they existed.
     """
 
     run: RunInfo
@@ -274,6 +278,7 @@ class RunResult:
     generator: GeneratorStats
     strict: bool = False
     warnings: tuple[str, ...] = ()
+    views: Mapping[str, Any] = field(default_factory=dict)
 
     def verdict(self, claim_id: str) -> Verdict:
         """The verdict for one claim.
@@ -318,6 +323,7 @@ class RunResult:
             "strict": self.strict,
             "exit_code": self.exit_code,
             "warnings": list(self.warnings),
+            "views": dict(self.views),
         }
         document = _rounded(document)
         document["histograms"] = {
@@ -373,6 +379,7 @@ class RunResult:
                                      peak_rss_mb=None if rss is None else float(rss)),
             strict=bool(data.get("strict", False)),
             warnings=tuple(str(w) for w in data.get("warnings", ())),
+            views=dict(data.get("views") or {}),
         )
 
 

@@ -14,6 +14,7 @@ sends the FIN, so the backend learns at once) and the app's timers stop until it
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ from simulator.rng import Actor, Concern, generator
 from simulator.transport.modelled import Transport
 
 SKY_BY_CAUSE: dict[str, Sky] = {"tunnel": "tunnel", "elevator": "indoor"}
+BATTERY_READING_S = 60.0  # the shortest spacing of battery readings taken at network/lifecycle changes
 
 
 def radio_for(kind: str) -> RadioModel:
@@ -118,6 +120,7 @@ class Phone:
         self._alert_for: str | None = None  # the open alert this phone streams for
         self.closing = False  # the run is draining: originate nothing new
         self._half_open: set[str] = set()  # channels whose link died unnoticed
+        self._battery_read_at = -math.inf  # when the battery level was last written to the ledger
 
     @property
     def mobility(self) -> RandomWaypoint | GaussMarkov:
@@ -208,6 +211,7 @@ class Phone:
             # A new address: every socket dies (the checker sees a drop and a restoration).
             self.ledger.state(now, self.name, "network", "down")
         self.ledger.state(now, self.name, "network", new.preset.kind if new.up else "down")
+        self._read_battery(now)
         if new.up and new.preset.kind != old.preset.kind:
             self.radio.switch(radio_for(new.preset.kind), now)
         if handover:
@@ -224,6 +228,14 @@ class Phone:
             self.client.network_changed(new.up, now)
             self._pump()
 
+    def _read_battery(self, now: float) -> None:
+        """A battery reading for the report's level-over-time plot, at a change of network or
+        lifecycle at most every :data:`BATTERY_READING_S` (no event of its own: a pure read), and
+        only while the run lasts: the drain after :meth:`finish` is not the phone's to measure."""
+        if now - self._battery_read_at >= BATTERY_READING_S and self.battery.is_on and not self.closing:
+            self._battery_read_at = now
+            self.ledger.state(now, self.name, "battery", round(self.battery.level(now), 3))
+
     def _mark_half_open(self, now: float) -> None:
         """The link died under sockets the client still thinks are open (no close frame came).
 
@@ -239,6 +251,7 @@ class Phone:
     def _lifecycle_changed(self, old: LifecycleStatus, new: LifecycleStatus) -> None:
         now = self.env.now
         self.ledger.state(now, self.name, "lifecycle", self._lifecycle_value())
+        self._read_battery(now)
         suspended = new.state in (AppState.SUSPENDED, AppState.KILLED)
         if suspended:
             # iOS suspension or a kill: the OS closes the sockets (the FIN gets out) and the
@@ -417,6 +430,7 @@ class Phone:
         found = self.gps.fix(now, lat, lon, sky, mobility.speed(now), mobility.heading(now))
         if found is None:
             return None
+        self.ledger.fix(now, self.name, round(found.latitude, 6), round(found.longitude, 6))
         return Fix(found.latitude, found.longitude, found.accuracy, found.provider, found.speed,
                    found.heading)
 

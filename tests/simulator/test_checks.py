@@ -419,6 +419,22 @@ def test_delivery_fails_on_one_lost_location() -> None:
     assert verdicts(result)["loss-reconnect"] == PASS  # sent on an open channel: not a reconnect loss
 
 
+def test_a_delivery_failure_says_what_the_client_dropped_and_why() -> None:
+    ledger = clean_ledger()
+    for i, (t, reason) in enumerate(((650.0, "location channel closed"), (660.0, "location channel closed"),
+                                     (670.0, "outbox full"))):
+        send(ledger, f"phone-2:{70 + i}", "location", "phone-2", "operators", t, state="closed")
+        ledger.dropped(t, f"phone-2:{70 + i}", reason)
+    delivery = check(ledger).verdict("delivery")
+    assert delivery.note.startswith("location 95.16% (3 lost, 0 stored only, of 62; 3 dropped by the client "
+                                    "(2 location channel closed, 1 outbox full))")
+    ledger = clean_ledger()
+    send(ledger, "phone-2:70", "location", "phone-2", "operators", 650.0, state="closed")
+    ledger.dropped(650.0, "phone-2:70", "location channel never opened")
+    note = check(ledger).verdict("delivery").note
+    assert "(1 lost, 0 stored only, of 60; 1 dropped by the client: location channel never opened)" in note
+
+
 def test_loss_during_reconnect_fails() -> None:
     ledger = clean_ledger()
     send(ledger, "phone-1:960", "location", "phone-1", "operators", 210.0, state="closed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -21,8 +22,9 @@ from simulator.report import (
     render_junit,
     write_report,
 )
-from simulator.result import SCHEMA, GeneratorStats, RunInfo, RunResult, Targets
+from simulator.result import SCHEMA, GeneratorStats, MessageCounts, RunInfo, RunResult, Targets
 from tests.simulator.test_checks import GENERATOR, RUN, clean_ledger, send
+from tests.simulator.test_plots import KINDS, synthetic_views
 
 SUMMARY_KEYS = {"n", "p50", "p90", "p95", "p99", "max"}
 
@@ -122,6 +124,27 @@ def test_junit_strict_mode_fails_what_was_not_measured() -> None:
     assert kinds == ["fail"] + ["not_measured"] * 4
 
 
+SECTIONS = ("verdicts", "plot-latency", "plot-connect", "plot-timeline", "plot-delivery", "plot-battery",
+            "plot-map", "worst-phones")
+VIEW_SECTIONS = {"plot-timeline": "fleet timeline", "plot-map": "map", "worst-phones": "worst phones"}
+
+
+def assert_offline(page: str) -> None:
+    """Nothing on the page is fetched: no script, style sheet or font; links and references stay inside."""
+    assert "http://" not in page and "https://" not in page
+    assert not re.search(r"<script|<link|<iframe|<object|<embed|@import|@font-face|\ssrc\s*=", page,
+                         re.IGNORECASE)
+    for target in re.findall(r"""href\s*=\s*["']?([^"'\s>]*)""", page, re.IGNORECASE):
+        assert target.startswith(("#", "data:image/png;base64,")), target
+    assert not re.search(r"url\(\s*(?!#)", page, re.IGNORECASE)
+
+
+def section(page: str, section_id: str) -> str:
+    match = re.search(rf'<section id="{section_id}">(.*?)</section>', page, re.DOTALL)
+    assert match, section_id
+    return match.group(1)
+
+
 def test_html_is_self_contained_and_lists_every_verdict() -> None:
     result = failing_result()
     page = render_html(result)
@@ -131,9 +154,69 @@ def test_html_is_self_contained_and_lists_every_verdict() -> None:
     assert page.index('id="verdict-connect"') < page.index("<h2>Messages</h2>") < page.index("<h2>Latency")
     assert '<tr class="fail" id="verdict-delivery">' in page
     assert '<tr class="not_measured" id="verdict-reconnect">' in page
-    assert "http://" not in page and "https://" not in page
-    assert not re.search(r"""(src|href)\s*=|url\(|@import|<script|<link""", page, re.IGNORECASE)
+    assert_offline(page)
     assert "<svg" in page
+
+
+def test_html_has_every_section_and_a_table_of_contents() -> None:
+    page = render_html(dataclasses.replace(failing_result(), views=synthetic_views(50)))
+    nav = page[page.index('<nav class="contents">'):page.index("</nav>")]
+    positions = []
+    for section_id in SECTIONS:
+        assert page.count(f'id="{section_id}"') == 1, section_id
+        assert f'href="#{section_id}"' in nav
+        positions.append(page.index(f'id="{section_id}"'))
+    assert positions == sorted(positions)  # the verdicts first, then the plots in order
+    assert_offline(page)
+
+
+def test_a_failed_verdict_shows_its_note_in_its_row() -> None:
+    result = failing_result()
+    failed = result.verdict("delivery")
+    assert failed.verdict == "fail" and failed.note
+    row = re.search(r'<tr class="fail" id="verdict-delivery">(.*?)</tr>', render_html(result), re.DOTALL)
+    assert row and f'<td class="note">{html.escape(failed.note)}</td>' in row.group(1)
+    assert "<td class=\"verdict\">FAIL</td>" in row.group(1)
+
+
+def test_every_plot_section_draws_with_views_and_says_why_without() -> None:
+    result = failing_result()
+    drawn = render_html(dataclasses.replace(result, views=synthetic_views(50)))
+    for section_id in SECTIONS[1:]:
+        assert "<svg" in section(drawn, section_id), section_id
+    assert "not recorded" not in drawn
+    bare = render_html(dataclasses.replace(result, views={}))
+    for section_id, what in VIEW_SECTIONS.items():
+        assert f'<p class="empty">{what}: not recorded for this run</p>' in section(bare, section_id)
+    # What the result itself holds is still drawn; what the run did not measure says so.
+    assert "<svg" in section(bare, "plot-delivery") and "<svg" in section(bare, "plot-latency")
+    assert "not recorded for this run" in section(bare, "plot-delivery")
+    assert "Reconnection time after network restoration: not measured" in section(bare, "plot-connect")
+    assert_offline(bare)
+
+
+def test_html_is_byte_identical_for_the_same_result() -> None:
+    stored = RunResult.from_json(json.loads(json.dumps(
+        dataclasses.replace(failing_result(), views=synthetic_views(50)).to_json())))
+    page = render_html(stored)
+    assert render_html(RunResult.from_json(json.loads(json.dumps(stored.to_json())))) == page
+
+
+def test_a_10000_phone_run_stays_a_small_page() -> None:
+    """Views are bounded samples and aggregates: nothing on the page grows with messages or phones."""
+    result = failing_result()
+    run = dataclasses.replace(result.run, devices=10_000)
+    messages = {kind: MessageCounts(originated=1_000_000, delivered=990_000, lost=10_000,
+                                    lost_during_reconnect=5_000) for kind in KINDS}
+    views = synthetic_views(10_000, tracks=500, points=240, alerts=5_000, lost_per_phone=2_000)
+    views["timeline"]["outages"] = [[float(i), i + 30.0] for i in range(0, 3600, 2)]
+    page = render_html(dataclasses.replace(result, run=run, messages=messages, views=views))
+    assert len(page.encode("utf-8")) < 3_000_000
+    assert page.count("<tr") < 100
+    assert page.count("<") < 8_000  # elements: one per lost message, alert or track point is far more
+    assert page.count("<svg") <= 16
+    assert len(re.findall(r"\(phone-\d+:\d+\)", page)) <= 5 * 12  # lost messages: a few named per phone
+    assert_offline(page)
 
 
 def test_html_escapes_everything_from_the_run() -> None:

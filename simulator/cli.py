@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 from simulator import __version__
 
 if TYPE_CHECKING:
+    from simulator.live import LiveFeed, LiveServer
     from simulator.result import RunResult
 
 EXIT_USAGE = 2
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     _simulate_command(commands)
     _run_command(commands)
     _report_command(commands)
+    _compare_command(commands)
     return parser
 
 
@@ -367,10 +369,45 @@ def _run_command(commands: argparse._SubParsersAction[Parser]) -> None:
                      help="credentials file for --url, as `backend provision` writes it")
     run.add_argument("--origin", help="Origin header for WebSocket handshakes")
     _report_options(run)
+    run.add_argument("--live", type=_port, nargs="?", const=0, default=None, metavar="PORT",
+                     help="while the run goes on, serve a live view (the phones on a map, alerts, chat, "
+                          "the fleet timeline, the verdicts filling in) at http://127.0.0.1:PORT/, "
+                          "loopback only; no PORT picks a free one (put --live after PROFILE, or give "
+                          "a PORT)")
+    run.add_argument("--live-hold", type=_hold_seconds, metavar="SECONDS",
+                     help="after the run, keep the live view up this long (default: until Enter on a "
+                          "terminal, not at all otherwise)")
     run.set_defaults(handler=_run)
 
 
+def _hold_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
+
+
 def _run(args: argparse.Namespace) -> int:
+    """``run``; with ``--live``, its live view is served from before the run until after it."""
+    if args.live is None:
+        return _run_fleet(args, None)
+    from simulator.live import LiveFeed, LiveServer, hold
+
+    feed = LiveFeed()
+    server = LiveServer(args.live, feed.snapshot)
+    try:
+        code = _run_fleet(args, (feed, server))
+        if code != EXIT_INTERRUPTED:
+            hold(args.live_hold)
+        return code
+    finally:
+        server.stop()
+
+
+def _run_fleet(args: argparse.Namespace, live: tuple[LiveFeed, LiveServer] | None) -> int:
     import dataclasses
 
     from simulator.checks import exit_code
@@ -390,13 +427,21 @@ def _run(args: argparse.Namespace) -> int:
                       duration_s=args.duration, seed=args.seed, policy=args.policy)
     except ProfileError as error:
         raise UsageError(str(error)) from None
+    if live is not None:  # before the report folder: a port in use leaves nothing behind
+        from simulator.live import LiveError, fan_out
+
+        live[0].targets, live[0].title = config.targets, config.name
+        try:
+            live[1].start()
+        except LiveError as error:
+            raise UsageError(str(error)) from None
     existed = args.out is not None and args.out.exists()
     out = _report_dir(args.out, config.name)
     writer = ProgressWriter(sys.stderr, tty=sys.stderr.isatty()) if not args.no_progress else None
     try:
         outcome = run(config, speed=args.speed, url=args.url, creds_path=args.creds,
-                      origin=args.origin, on_progress=writer, strict=args.strict,
-                      profile_name=config.name)
+                      origin=args.origin, on_progress=writer if live is None else fan_out(writer, live[0]),
+                      strict=args.strict, profile_name=config.name)
     except RunError as error:
         if not existed:  # no run, no report: do not leave the empty folder made for it
             with contextlib.suppress(OSError):
@@ -411,6 +456,8 @@ def _run(args: argparse.Namespace) -> int:
             *result.warnings,
             f"interrupted (Ctrl-C) at {clock(outcome.reached_s)} of {clock(outcome.end_s)} model "
             f"time: a partial run, not drained; messages still in flight count as lost"))
+    if live is not None:
+        live[0].finish(result)
     try:
         write_report(result, outcome.ledger, out)
         if outcome.backend_log is not None:
@@ -458,6 +505,48 @@ def _report(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.run_dir}: {error.strerror or error}") from None
     _show(result, args.run_dir, result.strict)
     return exit_code(result, result.strict)
+
+
+# -- compare --------------------------------------------------------------------------------------
+
+def _compare_command(commands: argparse._SubParsersAction[Parser]) -> None:
+    compare = commands.add_parser(
+        "compare", help="stored runs side by side: verdicts, messages, distributions overlaid",
+        description="Read two run folders or more (report folders of `simulate` or `run`) and show "
+                    "them side by side, without judging again: a verdict table on stdout (one "
+                    "column per run, rows whose verdicts differ marked), and compare.json and "
+                    "compare.html (verdicts, messages per kind, latency, delivery delay, "
+                    "connection and battery distributions overlaid) in --out. Runs are labelled by "
+                    "what differs between them (the policy, else the profile, the backend, ..., "
+                    "else the folder) unless --label names them. Exit status: 0 every run passed, "
+                    "1 a run has a failing verdict, 2 a folder is not a readable run.")
+    compare.add_argument("runs", metavar="RUN_DIR", type=Path, nargs="+",
+                         help="run report folders, two or more (the first is the baseline)")
+    compare.add_argument("--out", type=Path, metavar="DIR",
+                         help="where to write compare.json and compare.html "
+                              "(default: reports/compare-<UTC timestamp>/)")
+    compare.add_argument("--label", dest="labels", action="append", metavar="NAME",
+                         help="a run's label, once per run in the order of the folders "
+                              "(default: derived from what differs between the runs)")
+    compare.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from simulator.report import compare as comparison
+
+    try:
+        runs = comparison.load_runs(args.runs, args.labels)
+    except comparison.CompareError as error:
+        raise UsageError(str(error)) from None
+    out = _report_dir(args.out, "compare")
+    try:
+        comparison.write_compare(runs, out)
+    except OSError as error:
+        raise UsageError(f"--out {out}: {error.strerror or error}") from None
+    sys.stdout.write(comparison.render_compare_console(
+        runs, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+    print(f"compare: {out / comparison.COMPARE_HTML}")
+    return comparison.exit_code(runs)
 
 
 def _show(result: RunResult, out: Path, strict: bool, extra: str | None = None) -> None:

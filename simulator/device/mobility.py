@@ -25,6 +25,7 @@ Beacon API's limit) and made unique per phone, since the backend keys location h
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -176,6 +177,31 @@ class RandomWaypoint:
         self._advance(t)
         return self._heading
 
+    _lookahead: RandomWaypoint | None = None  # peek()'s private copy, for times past the drawn legs
+
+    def peek(self, t: float) -> tuple[float, float]:
+        """True (latitude, longitude) at ``t`` for a display, leaving this model exactly as it was.
+
+        Answers what :meth:`position` would, but moves no state and draws nothing from the model's
+        generator, so the phone's trajectory and its later answers are the same whether anything
+        peeks or not, and ``t`` need not be monotonic. Within the leg drawn so far it interpolates
+        that leg; past it, it asks a private copy of the model (its own copy of the generator's
+        state, hence the very same path), made on first need. Before the current leg (the past is
+        not kept) it answers the leg's start.
+        """
+        if t < self._leave:
+            if t >= self._arrive:
+                return self._lat1, self._lon1
+            f = max(0.0, t - self._t0) / (self._arrive - self._t0)
+            return self._lat0 + f * (self._lat1 - self._lat0), self._lon0 + f * (self._lon1 - self._lon0)
+        ahead = self._lookahead
+        if ahead is None or t < ahead._t0:
+            ahead = copy.copy(self)
+            ahead._rng = copy.deepcopy(self._rng)
+            ahead._lookahead = None
+            self._lookahead = ahead
+        return ahead.position(t)
+
 
 class GaussMarkov:
     """Gauss-Markov mobility (Camp, Boleng and Davies 2002).
@@ -282,6 +308,30 @@ class GaussMarkov:
         """Direction of travel at ``t``, degrees clockwise from north in [0, 360)."""
         self._advance(t)
         return self._direction
+
+    _lookahead: GaussMarkov | None = None  # peek()'s private copy, for times past the drawn step
+
+    def peek(self, t: float) -> tuple[float, float]:
+        """True (latitude, longitude) at ``t`` for a display, leaving this model exactly as it was.
+
+        Answers what :meth:`position` would, but moves no state and draws nothing from the model's
+        generator, so the phone's trajectory and its later answers are the same whether anything
+        peeks or not, and ``t`` need not be monotonic. Within the step drawn so far it interpolates
+        that step; past it, it asks a private copy of the model (its own copy of the generator's
+        state, hence the very same path), made on first need. Before the current step (the past is
+        not kept) it answers the step's start.
+        """
+        if t < self._t0 + self._step:
+            f = max(0.0, t - self._t0) / self._step
+            x, y = self._x + f * self._dx, self._y + f * self._dy
+            return self._area.latitude + y / self._per_lat, self._area.longitude + x / self._per_lon
+        ahead = self._lookahead
+        if ahead is None or t < ahead._t0:
+            ahead = copy.copy(self)
+            ahead._rng = copy.deepcopy(self._rng)
+            ahead._lookahead = None
+            self._lookahead = ahead
+        return ahead.position(t)
 
 
 # A circular Gaussian error with per-axis sigma has radial quantile q at sigma * sqrt(-2 ln(1 - q)).

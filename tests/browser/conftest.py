@@ -72,9 +72,14 @@ class BrowserPage:
         return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """A headless Chromium for the whole session (skips when the machine has none)."""
+    """A headless Chromium for one test module (skips when the machine has none).
+
+    Not for the whole session: while Playwright's sync API is active, asyncio believes an event
+    loop is running in the main thread, so a later test that runs the fleet in-process could not
+    start its own loop.
+    """
     path = chromium_path()
     if path is None:
         pytest.skip("no chromium binary (apt-get install chromium, or set BEACON_CHROMIUM)")

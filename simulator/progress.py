@@ -68,7 +68,7 @@ def format_progress(progress: Progress, bar: bool = True, width: int = BAR_WIDTH
 def fleet_figures(tally: Tally) -> str:
     """``28/30 connected  2 alerts open  3.1 msg/s  worst 212 ms`` (worst: latency so far)."""
     worst = "-" if tally.worst_latency_s is None else f"{tally.worst_latency_s * 1000:,.0f} ms"
-    return (f"{tally.counts()['connected']:,}/{len(tally.phones):,} connected  "
+    return (f"{tally.counts()['connected']:,}/{max(tally.expected, len(tally.phones)):,} connected  "
             f"{tally.alerts_open:,} alert{'' if tally.alerts_open == 1 else 's'} open  "
             f"{tally.rate():.1f} msg/s  worst {worst}")
 
@@ -117,6 +117,7 @@ class ProgressWriter:
             if self._tally is None:
                 self._tally = Tally()
             self._tally.update(progress.fleet.ledger)
+            self._tally.expected = len(progress.fleet.phones)
         share = progress.model_s / progress.end_s if progress.end_s > 0 else 1.0
         if self.tty:
             if self.now() - self._last_draw >= self.min_interval_s or share >= 1.0:

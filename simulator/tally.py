@@ -95,6 +95,7 @@ class Tally:
 
     def __init__(self) -> None:
         self.now = 0.0
+        self.expected = 0  # phones in the fleet, including those the ledger has not mentioned yet
         self.phones: dict[str, PhoneState] = {}
         self.alerts: dict[str, AlertState] = {}
         self.originated = 0

@@ -346,7 +346,9 @@ def _run(result: RunResult) -> str:
     return _pairs([
         ("mode", run.mode), ("profile", run.profile), ("policy", run.policy), ("seed", str(run.seed)),
         ("devices", f"{run.devices:,}"), ("operators", f"{run.operators:,}"),
-        ("duration", f"{run.duration_s:g} s"), ("speed", f"{run.speed:g}"),
+        ("duration", f"{run.duration_s:g} s"),
+        ("speed", "as fast as the CPU allows (virtual time)" if run.mode == "simulate"
+         else f"{run.speed:g} model s per wall s"),
         ("backend", f"{run.backend_url or '-'}{' (embedded)' if run.backend_embedded else ''}"),
         ("started at", run.started_at or "-"), ("wall time", f"{run.wall_s:g} s"),
         ("shards", str(run.shards)),

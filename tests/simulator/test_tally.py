@@ -127,3 +127,8 @@ def test_the_progress_line_shows_the_fleet() -> None:
     writer = ProgressWriter(out, tty=False, every=0.25)
     writer(progress)
     assert "2/4 connected" in out.getvalue() and "events" not in out.getvalue()
+    # phones boot staggered: the fleet's size counts those the ledger has not mentioned yet
+    out = io.StringIO()
+    writer = ProgressWriter(out, tty=False, every=0.25)
+    writer(Progress(30.0, 120.0, 500, 10.0, "run", Watched(ledger, [object()] * 6, [])))  # type: ignore[list-item]
+    assert "2/6 connected" in out.getvalue()

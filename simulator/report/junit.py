@@ -3,17 +3,22 @@
 A failed verdict is a ``<failure>`` whose message gives measured vs target and the note; a claim not
 measured is ``<skipped>`` with its reason, or a ``<failure>`` in strict mode (REPORT.md). The run's
 description goes in ``<properties>``. Built with :mod:`xml.etree.ElementTree`, so every attribute
-and text is escaped. The document validates against Jenkins xUnit's ``junit-10.xsd`` (vendored in
-``tests/data/junit/``), so ``skipped`` is counted on ``<testsuite>`` only, never on ``<testsuites>``.
+and text is escaped; characters XML cannot hold at all (such as ESC) become U+FFFD. The document
+validates against Jenkins xUnit's ``junit-10.xsd`` (vendored in ``tests/data/junit/``), so
+``skipped`` is counted on ``<testsuite>`` only, never on ``<testsuites>``.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from simulator.report.text import measured
 from simulator.result import FAIL, NOT_MEASURED, RunResult
+
+# Characters XML 1.0 cannot carry at all, not even escaped (a backend's error text may hold them).
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def render_junit(result: RunResult, strict: bool | None = None) -> str:
@@ -67,8 +72,17 @@ def render_junit(result: RunResult, strict: bool | None = None) -> str:
                         ("strict", str(strict).lower())):
         ET.SubElement(properties, "property", {"name": name, "value": value})
     suite.extend(cases)
+    for element in suites.iter():
+        if element.text:
+            element.text = xml_safe(element.text)
+        element.attrib.update({k: xml_safe(v) for k, v in element.attrib.items()})
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with every character XML 1.0 cannot hold replaced by U+FFFD."""
+    return NOT_XML.sub("\ufffd", text)
 
 
 def write_junit(result: RunResult, path: Path, strict: bool | None = None) -> None:

@@ -130,6 +130,18 @@ def test_xml_special_and_non_ascii_texts_validate_and_survive(tmp_path: Path) ->
     assert written is not None and written.get("name") == suite.get("name")
 
 
+def test_characters_xml_cannot_hold_are_replaced_not_written() -> None:
+    result = failing_result()
+    raw = "backend said \x1b[31mno\x1b[0m\x00 \x07"
+    verdicts = tuple(dataclasses.replace(v, note=f"{v.note} {raw}") for v in result.verdicts)
+    run = dataclasses.replace(result.run, backend_url=f"http://127.0.0.1:1/\x0b{raw}")
+    document = render_junit(dataclasses.replace(result, run=run, verdicts=verdicts))
+    assert errors(document) == []
+    assert not any(c in document for c in "\x1b\x00\x07\x0b")
+    failure = cases(document)["delivery"].find("failure")
+    assert failure is not None and "backend said \ufffd[31mno\ufffd[0m\ufffd \ufffd" in (failure.text or "")
+
+
 def test_the_written_file_validates_in_every_mode(tmp_path: Path) -> None:
     for name, result, strict in (("pass", passing_result(), None), ("lenient", failing_result(), None),
                                  ("strict", failing_result(), True)):

@@ -550,13 +550,16 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _show(result: RunResult, out: Path, strict: bool, extra: str | None = None) -> None:
-    """The verdict table on stdout (coloured on a terminal, not with NO_COLOR), then the folder."""
+    """The verdict table on stdout (coloured on a terminal, not with NO_COLOR), the page to open,
+    then the folder."""
+    from simulator.report import REPORT_HTML
     from simulator.report.console import render_console
 
     sys.stdout.write(render_console(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
                                     strict=strict))
     if extra:
         print(extra)
+    print(f"open in a browser: {out / REPORT_HTML}")
     print(f"report: {out}{os.sep}")
 
 

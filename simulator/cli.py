@@ -372,8 +372,7 @@ def _run_command(commands: argparse._SubParsersAction[Parser]) -> None:
     run.add_argument("--live", type=_port, nargs="?", const=0, default=None, metavar="PORT",
                      help="while the run goes on, serve a live view (the phones on a map, alerts, chat, "
                           "the fleet timeline, the verdicts filling in) at http://127.0.0.1:PORT/, "
-                          "loopback only; no PORT picks a free one (put --live after PROFILE, or give "
-                          "a PORT)")
+                          "loopback only; no PORT picks a free one")
     run.add_argument("--live-hold", type=_hold_seconds, metavar="SECONDS",
                      help="after the run, keep the live view up this long (default: until Enter on a "
                           "terminal, not at all otherwise)")
@@ -564,7 +563,7 @@ def _show(result: RunResult, out: Path, strict: bool, extra: str | None = None) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_bare_live(list(sys.argv[1:] if argv is None else argv)))
     try:
         return int(args.handler(args))
     except UsageError as error:
@@ -572,6 +571,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def _bare_live(argv: list[str]) -> list[str]:
+    """``run --live PROFILE ...``: a ``--live`` followed by a word that is not a port takes no port
+    (argparse would read the profile's name as the port and refuse it)."""
+    if not argv or argv[0] != "run":
+        return argv
+    return [("--live=0" if token == "--live" and i + 1 < len(argv) and not argv[i + 1].isdigit()
+             and not argv[i + 1].startswith("-") else token) for i, token in enumerate(argv)]
 
 
 if __name__ == "__main__":

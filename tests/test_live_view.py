@@ -174,6 +174,21 @@ def test_live_options_are_checked() -> None:
         assert done.returncode == 2 and done.stderr.count("\n") == 1, (args, done.stderr)
 
 
+def test_live_before_the_profile_takes_no_port() -> None:
+    from simulator.cli import _bare_live, build_parser
+
+    def parsed(*argv: str) -> tuple[object, object]:
+        args = build_parser().parse_args(_bare_live(list(argv)))
+        return args.live, args.profile
+
+    assert parsed("run", "--live", "ci-smoke") == (0, "ci-smoke")
+    assert parsed("run", "--live", "8765", "ci-smoke") == (8765, "ci-smoke")
+    assert parsed("run", "ci-smoke", "--live") == (0, "ci-smoke")
+    assert parsed("run", "--live", "--no-progress") == (0, "first-look")
+    assert parsed("run") == (None, "first-look")
+    assert _bare_live(["simulate", "--live", "x"]) == ["simulate", "--live", "x"]  # only run has --live
+
+
 def fetch_state(url: str) -> dict[str, Any] | None:
     port = int(url.rstrip("/").rsplit(":", 1)[1])
     with contextlib.suppress(OSError):

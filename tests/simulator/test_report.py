@@ -82,6 +82,16 @@ def test_report_json_is_byte_identical_when_rendered_again() -> None:
     assert render_json(failing_result()) == first
 
 
+def test_report_json_is_indented_for_people_but_its_bulk_is_one_line_per_block() -> None:
+    text = render_json(judge(clean_ledger(), RUN, Targets(), GENERATOR))
+    lines = text.splitlines()
+    bulky = [line for line in lines if line.startswith(('  "histograms": ', '  "views": '))]
+    assert len(bulky) == 2 and all(line.endswith(("},", "}")) for line in bulky)
+    assert '  "verdicts": [' in lines and '      "id": "connect",' in lines  # the rest reads as before
+    assert max(len(line) for line in lines if line not in bulky) < 400
+    assert len(lines) < 500  # indented, the histograms' [index, count] pairs alone took thousands
+
+
 def test_from_json_refuses_other_documents() -> None:
     with pytest.raises(ValueError, match="not a beacon-fleet/report@1"):
         RunResult.from_json({"schema": "something/else"})

@@ -1,22 +1,12 @@
 """The report's plots: matplotlib figures rendered server-side to inline ``<svg>`` text.
 
 Every function here is a pure function of its data and returns either one ``<svg>`` element, ready to
-be placed in an HTML page, or one ``<p class="empty">`` line saying why there is nothing to draw. The
-SVG is made to sit in a self-contained page that opens offline:
-
-- text stays text (``svg.fonttype`` ``none``): no embedded glyph outlines, no font files;
-- no XML prolog, DOCTYPE, metadata block or namespace URL (an ``<svg>`` inside HTML needs none), and
-  ``xlink:href`` becomes plain ``href``; the only references are to the figure's own ids
-  (``url(#...)``, ``href="#..."``) and, for rasterised layers, ``data:image/png`` URIs;
-- ids are prefixed with a digest of the figure, so several plots on one page never share an id, and
-  ids nothing refers to are dropped;
-- the output is deterministic: the same data gives the same bytes (a fixed ``svg.hashsalt``, no
-  date), so a re-rendered report is byte-identical.
+be placed in an HTML page, or one ``<p class="empty">`` line saying why there is nothing to draw. How
+a figure becomes SVG that sits in a self-contained, offline page (text as text, no URLs, ids unique
+per figure, the same bytes for the same data) is :mod:`simulator.report.figures`.
 
 Dense layers (long tracks, many alert markers) are rasterised into the SVG as one PNG, so a
-10,000-phone run costs a bounded number of elements. Figures are built with
-:class:`matplotlib.figure.Figure`, never through pyplot's registry of open figures, so nothing stays
-open once a plot is returned.
+10,000-phone run costs a bounded number of elements.
 
 Colours come from the colour-blind-safe Okabe-Ito and Paul Tol palettes; a phone's state and a network
 kind have the same colour in every plot (:data:`STATE_COLOURS`, :data:`NETWORK_COLOURS`).
@@ -24,31 +14,22 @@ kind have the same colour in every plot (:data:`STATE_COLOURS`, :data:`NETWORK_C
 
 from __future__ import annotations
 
-import hashlib
-import io
 import math
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import wraps
-from html import escape
-from typing import TYPE_CHECKING, Any, ParamSpec
-
-import matplotlib
-
-matplotlib.use("Agg")
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from simulator.hdr import Histogram
+from simulator.report.figures import empty, figure, styled, to_svg
 
-if TYPE_CHECKING:
-    from matplotlib.typing import RcKeyType
+__all__ = ["battery_plot", "delivery_plot", "distribution_plot", "empty", "map_plot", "percentile_plot",
+           "phone_plot", "timeline_plot"]
 
 STATES = ("connected", "reconnecting", "suspended", "offline")
 STATE_COLOURS = {"connected": "#009E73", "reconnecting": "#E69F00", "offline": "#D55E00",
@@ -63,28 +44,8 @@ NETWORK_COLOURS = {"wifi": "#56B4E9", "lte": "#0072B2", "3g": "#882255", "edge":
                    "down": STATE_COLOURS["offline"]}
 OTHER_NETWORK_COLOURS = ("#332288", "#117733", "#88CCEE", "#44AA99")
 
-RC: dict[RcKeyType, Any] = {
-    "svg.fonttype": "none",
-    "svg.hashsalt": "beacon-fleet",
-    "font.family": "sans-serif",
-    "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
-    "font.size": 9.5,
-    "axes.titlesize": 10.0,
-    "axes.titleweight": "bold",
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "axes.axisbelow": True,
-    "grid.color": "#dddddd",
-    "grid.linewidth": 0.6,
-    "legend.fontsize": 8.0,
-    "legend.frameon": False,
-    "lines.linewidth": 1.6,
-}
-NO_METADATA: dict[str, Any] = {"Date": None, "Creator": None, "Format": None, "Type": None}
 WIDE = (7.2, 3.4)  # inches: one plot across half the page, two side by side on a wide screen
 FULL = (12.0, 3.6)  # inches: one plot across the whole page
-RASTER_DPI = 110
 RASTER_SEGMENTS = 4000  # more line segments than this in one layer: rasterise it
 RASTER_MARKERS = 400  # more markers than this in one layer: rasterise them
 TIMELINE_POINTS = 720  # a fleet timeline longer than this is averaged down to it
@@ -92,23 +53,10 @@ OUTAGE_SPANS = 200  # more shaded outages than this: close ones are merged
 PERCENTILE_TICKS = {1.0: "0%", 2.0: "50%", 10.0: "90%", 100.0: "99%", 1e3: "99.9%", 1e4: "99.99%",
                     1e5: "99.999%"}  # 1 / (1 - p) -> p
 
-P = ParamSpec("P")
-
-
-def _styled(plot: Callable[P, str]) -> Callable[P, str]:
-    """Run a plot function under the report's matplotlib settings (:data:`RC`); global ones are untouched."""
-
-    @wraps(plot)
-    def styled(*args: P.args, **kwargs: P.kwargs) -> str:
-        with matplotlib.rc_context(RC):
-            return plot(*args, **kwargs)
-
-    return styled
-
 
 # -- public plots ------------------------------------------------------------------------------------
 
-@_styled
+@styled
 def percentile_plot(series: Sequence[tuple[str, Histogram]], title: str, unit: str, scale: float = 1.0,
                     target: float | None = None) -> str:
     """An HDR percentile plot as inline ``<svg>``.
@@ -129,7 +77,7 @@ def percentile_plot(series: Sequence[tuple[str, Histogram]], title: str, unit: s
     present = [(label, hist) for label, hist in series if hist.count]
     if not present:
         return empty(f"{title}: not measured (no samples)")
-    fig, (ax,) = _figure(WIDE, [(0.95, 1.0)], right=0.2)
+    fig, (ax,) = figure(WIDE, [(0.95, 1.0)], right=0.2)
     top_x = 10.0
     values: list[float] = []
     for i, (label, hist) in enumerate(present):
@@ -154,10 +102,10 @@ def percentile_plot(series: Sequence[tuple[str, Histogram]], title: str, unit: s
     ax.set_ylabel(_text(unit))
     ax.set_title(_text(title), loc="left")
     ax.legend(loc="best")  # the curves rise left to right; "best" finds the corner they leave free
-    return _svg(fig, title)
+    return to_svg(fig, title)
 
 
-@_styled
+@styled
 def distribution_plot(series: Sequence[tuple[str, Histogram]], title: str, unit: str, scale: float = 1.0,
                       target: float | None = None) -> str:
     """A cumulative distribution (share of samples at or below x) as inline ``<svg>``.
@@ -178,7 +126,7 @@ def distribution_plot(series: Sequence[tuple[str, Histogram]], title: str, unit:
     present = [(label, hist) for label, hist in series if hist.count]
     if not present:
         return empty(f"{title}: not measured (no samples)")
-    fig, (ax,) = _figure(WIDE, [(0.95, 1.0)], right=0.2)
+    fig, (ax,) = figure(WIDE, [(0.95, 1.0)], right=0.2)
     ps = np.unique(np.concatenate([np.linspace(0.0, 100.0, 101), [99.5, 99.9, 99.99]]))
     values: list[float] = []
     for i, (label, hist) in enumerate(present):
@@ -205,10 +153,10 @@ def distribution_plot(series: Sequence[tuple[str, Histogram]], title: str, unit:
     ax.set_ylabel("share at or below")
     ax.set_title(_text(title), loc="left")
     ax.legend(loc="best")
-    return _svg(fig, title)
+    return to_svg(fig, title)
 
 
-@_styled
+@styled
 def timeline_plot(timeline: Mapping[str, Any], title: str = "Fleet over time") -> str:
     """Phones connected, reconnecting, suspended and offline over time (stacked), outages shaded.
 
@@ -231,7 +179,7 @@ def timeline_plot(timeline: Mapping[str, Any], title: str = "Fleet over time") -
     t, counts = _downsample(t, counts, TIMELINE_POINTS)
     end = float(t[-1]) + bucket
     div, tunit = _time_unit(end)
-    fig, (ax,) = _figure(FULL, [(0.7, 1.0)], right=1.4)
+    fig, (ax,) = figure(FULL, [(0.7, 1.0)], right=1.4)
     xs = np.append(t, end) / div
     ax.stackplot(xs, *[np.append(c, c[-1]) for c in counts], colors=[STATE_COLOURS[s] for s in STATES],
                  labels=list(STATES), linewidth=0.0)
@@ -245,10 +193,10 @@ def timeline_plot(timeline: Mapping[str, Any], title: str = "Fleet over time") -
     ax.set_ylabel("phones")
     ax.set_title(_text(title), loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _svg(fig, title)
+    return to_svg(fig, title)
 
 
-@_styled
+@styled
 def delivery_plot(by_kind: Mapping[str, Mapping[str, int]],
                   by_network: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None,
                   target: float | None = None, title: str = "Delivery") -> str:
@@ -277,7 +225,7 @@ def delivery_plot(by_kind: Mapping[str, Mapping[str, int]],
     rows = len(kinds) + sum(len(per) + 1 for per in networks.values())
     size = (FULL[0], max(2.4, 0.9 + 0.2 * max(len(kinds), rows / 2)))
     panels = [(1.5, 1.0), (0.9, 1.2)] if networks else [(1.5, 1.0)]
-    fig, axes = _figure(size, panels, right=1.6 if networks else 0.3)
+    fig, axes = figure(size, panels, right=1.6 if networks else 0.3)
     pass_colour, fail_colour = STATE_COLOURS["connected"], STATE_COLOURS["offline"]
     ax = axes[0]
     ys = np.arange(len(kinds))[::-1]
@@ -315,10 +263,10 @@ def delivery_plot(by_kind: Mapping[str, Mapping[str, int]],
         order = sorted(range(len(names)), key=lambda i: names[i])
         ax.legend([handles[i] for i in order], [names[i] for i in order], loc="upper left",
                   bbox_to_anchor=(1.0, 1.0))
-    return _svg(fig, title)
+    return to_svg(fig, title)
 
 
-@_styled
+@styled
 def battery_plot(sample: Sequence[Mapping[str, Any]], by_network: Sequence[tuple[str, Histogram]],
                  target: float | None = None, title: str = "Battery") -> str:
     """Battery level over time for a sample of phones, and drain (%/h) by network type.
@@ -337,7 +285,7 @@ def battery_plot(sample: Sequence[Mapping[str, Any]], by_network: Sequence[tuple
     if not phones and not drains:
         return empty(f"{title}: not measured (no battery readings)")
     panels = ([(0.7, 1.4)] if phones else []) + ([(1.0, 1.0)] if drains else [])
-    fig, axes = _figure(FULL, panels, right=1.4 if drains else 0.2)
+    fig, axes = figure(FULL, panels, right=1.4 if drains else 0.2)
     if phones:
         ax = axes.pop(0)
         nets = sorted({str(s.get("network", "?")) for s in phones})
@@ -381,10 +329,10 @@ def battery_plot(sample: Sequence[Mapping[str, Any]], by_network: Sequence[tuple
         ax.set_xlabel("drain (% of battery per hour)")
         ax.set_title(_text(f"{title} drain by network type"), loc="left")
         ax.legend(handles=handles, loc="lower left", ncol=len(handles), fontsize=7.0)
-    return _svg(fig, title)
+    return to_svg(fig, title)
 
 
-@_styled
+@styled
 def map_plot(view: Mapping[str, Any], title: str = "Where the phones went") -> str:
     """The phones' GPS tracks coloured by connection state, their last fixes, and the alerts; no tiles.
 
@@ -421,7 +369,7 @@ def map_plot(view: Mapping[str, Any], title: str = "Where the phones went") -> s
                 run = np.concatenate([pairs[start:i, 0], pairs[i - 1: i, 1]])
                 segments.setdefault(states[start], []).append(run)
                 start = i
-    fig, (ax,) = _figure((7.6, 6.0), [(0.8, 1.0)], right=1.7)
+    fig, (ax,) = figure((7.6, 6.0), [(0.8, 1.0)], right=1.7)
     total = sum(len(run) for runs in segments.values() for run in runs)
     for state, runs in segments.items():
         if runs:
@@ -465,10 +413,10 @@ def map_plot(view: Mapping[str, Any], title: str = "Where the phones went") -> s
     ax.ticklabel_format(useOffset=False)
     ax.set_title(_text(f"{title} ({len(tracks):,} tracks, {len(alerts):,} alerts)"), loc="left")
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _svg(fig, title)
+    return to_svg(fig, title)
 
 
-@_styled
+@styled
 def phone_plot(phone: Mapping[str, Any], end_s: float) -> str:
     """One phone's network, app lifecycle and connections over time, with its lost messages marked.
 
@@ -502,7 +450,7 @@ def phone_plot(phone: Mapping[str, Any], end_s: float) -> str:
     div, tunit = _time_unit(end)
     entries = len({(lane[1], value) for lane in lanes for _, value in lane[2]}) + bool(lost)
     height = max(1.0 + 0.32 * (len(lanes) + 1), 0.45 + 0.15 * entries)  # the lanes and the legend fit
-    fig, (ax,) = _figure((FULL[0], height), [(1.3, 1.0)], right=1.9, bottom=0.45, top=0.3)
+    fig, (ax,) = figure((FULL[0], height), [(1.3, 1.0)], right=1.9, bottom=0.45, top=0.3)
     seen: dict[str, str] = {}
     names = []
     for row, (name, prefix, changes, colours, other) in enumerate(lanes):
@@ -535,12 +483,9 @@ def phone_plot(phone: Mapping[str, Any], end_s: float) -> str:
     if lost:
         handles.append(Line2D([], [], marker="x", color="#000000", linestyle="none", label="lost message"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7.0)
-    return _svg(fig, f"{actor} timeline")
+    return to_svg(fig, f"{actor} timeline")
 
 
-def empty(message: str) -> str:
-    """The one line shown instead of a plot that has nothing to draw (HTML-escaped)."""
-    return f'<p class="empty">{escape(message)}</p>'
 
 
 # -- drawing helpers ---------------------------------------------------------------------------------
@@ -552,29 +497,6 @@ def _network_colours(networks: Iterable[str]) -> dict[str, str]:
                                   for i, n in enumerate(others)}}
 
 
-def _figure(size: tuple[float, float], panels: Sequence[tuple[float, float]], right: float,
-            bottom: float = 0.5, top: float = 0.35) -> tuple[Figure, list[Axes]]:
-    """A figure with panels side by side, placed in inches (a layout engine would cost more than the plot).
-
-    Args:
-        size: Width and height (inches).
-        panels: Per panel, left to right: the room on its left (tick labels, inches) and its share of
-            the width left over.
-        right: Room right of the last panel (an outside legend, inches).
-        bottom: Room below the panels (x tick labels and axis label, inches).
-        top: Room above the panels (the title, inches).
-    """
-    width, height = size
-    fig = Figure(figsize=size)
-    free = width - right - sum(margin for margin, _ in panels)
-    shares = sum(share for _, share in panels)
-    axes, x = [], 0.0
-    for margin, share in panels:
-        x += margin
-        w = free * share / shares
-        axes.append(fig.add_axes((x / width, bottom / height, w / width, (height - bottom - top) / height)))
-        x += w
-    return fig, axes
 
 
 def _percentile_curve(hist: Histogram, scale: float) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -679,26 +601,3 @@ def _merge_spans(spans: Sequence[tuple[float, float]], end: float) -> list[tuple
 
 # -- SVG text ----------------------------------------------------------------------------------------
 
-_PROLOG = re.compile(r"\A.*?(?=<svg\b)", re.DOTALL)
-_NAMESPACES = re.compile(r'\s+xmlns(?::\w+)?="[^"]*"')
-_METADATA = re.compile(r"<metadata>.*?</metadata>", re.DOTALL)
-_ID = re.compile(r'\s+id="([^"]*)"')
-_REFERENCE = re.compile(r'url\(#([^)]+)\)|href="#([^"]+)"')
-
-
-def _svg(fig: Figure, label: str) -> str:
-    """The figure as an inline ``<svg>`` element (see the module docstring for what is changed)."""
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", metadata=NO_METADATA, dpi=RASTER_DPI)
-    text = _PROLOG.sub("", buffer.getvalue(), count=1)
-    text = _METADATA.sub("", text)
-    text = _NAMESPACES.sub("", text)
-    text = text.replace("xlink:href=", "href=")
-    text = re.sub(r">\s+<", "><", text)
-    text = re.sub(r"\s*\n\s*", " ", text).strip()
-    referenced = {a or b for a, b in _REFERENCE.findall(text)}
-    prefix = "k" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:10] + "-"
-    text = _ID.sub(lambda m: f' id="{prefix}{m.group(1)}"' if m.group(1) in referenced else "", text)
-    text = _REFERENCE.sub(lambda m: f"url(#{prefix}{m.group(1)})" if m.group(1)
-                          else f'href="#{prefix}{m.group(2)}"', text)
-    return text.replace("<svg ", f'<svg class="plot" role="img" aria-label="{escape(label, quote=True)}" ', 1)

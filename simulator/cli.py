@@ -436,7 +436,8 @@ def _run_fleet(args: argparse.Namespace, live: tuple[LiveFeed, LiveServer] | Non
             raise UsageError(str(error)) from None
     existed = args.out is not None and args.out.exists()
     out = _report_dir(args.out, config.name)
-    writer = ProgressWriter(sys.stderr, tty=sys.stderr.isatty()) if not args.no_progress else None
+    writer = None if args.no_progress else ProgressWriter(
+        sys.stderr, tty=sys.stderr.isatty(), tally=None if live is None else live[0].tally)
     try:
         outcome = run(config, speed=args.speed, url=args.url, creds_path=args.creds,
                       origin=args.origin, on_progress=writer if live is None else fan_out(writer, live[0]),

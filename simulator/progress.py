@@ -93,13 +93,15 @@ class ProgressWriter:
         every: The share of the run between two lines when not on a terminal.
         min_interval_s: On a terminal, the shortest wall time between two redraws.
         now: The wall clock (a parameter so tests need not sleep).
+        tally: A tally another display keeps of the same run, to share rather than fold the ledger
+            twice (folding is idempotent: each record is read once, whoever calls first).
 
     When a progress report carries the running fleet (``Progress.fleet``), the writer keeps a
     :class:`~simulator.tally.Tally` of its ledger and shows the fleet's figures instead of event counts.
     """
 
     def __init__(self, stream: TextIO, tty: bool, every: float = 0.1, min_interval_s: float = 0.1,
-                 now: Callable[[], float] = time.monotonic) -> None:
+                 now: Callable[[], float] = time.monotonic, tally: Tally | None = None) -> None:
         self.stream = stream
         self.tty = tty
         self.every = every
@@ -110,12 +112,13 @@ class ProgressWriter:
         self._width = 0
         self._last: Progress | None = None
         self._tally: Tally | None = None
+        self._shared = tally
 
     def __call__(self, progress: Progress) -> None:
         self._last = progress
         if progress.fleet is not None:
             if self._tally is None:
-                self._tally = Tally()
+                self._tally = self._shared if self._shared is not None else Tally()
             self._tally.update(progress.fleet.ledger)
             self._tally.expected = len(progress.fleet.phones)
         share = progress.model_s / progress.end_s if progress.end_s > 0 else 1.0

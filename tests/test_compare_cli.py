@@ -21,8 +21,8 @@ import pytest
 from simulator.report import REPORT_JSON
 from simulator.report.compare import default_labels
 from simulator.report.json_report import read_json
+from tests.test_cli import one_line_refusal
 
-USAGE = 2
 OUTAGE = Path(__file__).parent / "profiles" / "outage.toml"
 POLICIES = ("beacon-1.0", "resilient")
 
@@ -32,15 +32,6 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     return subprocess.run([sys.executable, "-m", "simulator.cli", *args], capture_output=True, text=True,
                           timeout=120, cwd=cwd, env={**os.environ, "NO_COLOR": "1"})
 
-
-def one_line_refusal(done: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert done.returncode == USAGE, (done.returncode, done.stdout, done.stderr)
-    assert "Traceback" not in done.stderr + done.stdout
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import pytest
 
 from simulator.ledger import Ledger
 from simulator.report import JUNIT_XML, LEDGER, REPORT_HTML, REPORT_JSON
+from tests.test_cli import one_line_refusal
 
-USAGE = 2
 INTERRUPTED = 130
 
 # A profile whose targets cannot fail but where most claims cannot be measured (no alert, no
@@ -73,15 +73,6 @@ def expected_status(document: dict[str, Any], strict: bool) -> int:
     failing = {"fail", "not_measured"} if strict else {"fail"}
     return 1 if any(v["verdict"] in failing for v in document["verdicts"]) else 0
 
-
-def one_line_refusal(done: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert done.returncode == USAGE, (done.returncode, done.stdout, done.stderr)
-    assert "Traceback" not in done.stderr + done.stdout
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def ledger_counts(out: Path) -> tuple[int, int]:

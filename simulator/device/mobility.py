@@ -29,7 +29,7 @@ import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 from geopy.distance import geodesic  # type: ignore[import-untyped]
@@ -194,13 +194,7 @@ class RandomWaypoint:
                 return self._lat1, self._lon1
             f = max(0.0, t - self._t0) / (self._arrive - self._t0)
             return self._lat0 + f * (self._lat1 - self._lat0), self._lon0 + f * (self._lon1 - self._lon0)
-        ahead = self._lookahead
-        if ahead is None or t < ahead._t0:
-            ahead = copy.copy(self)
-            ahead._rng = copy.deepcopy(self._rng)
-            ahead._lookahead = None
-            self._lookahead = ahead
-        return ahead.position(t)
+        return _ahead(self, t)
 
 
 class GaussMarkov:
@@ -325,13 +319,7 @@ class GaussMarkov:
             f = max(0.0, t - self._t0) / self._step
             x, y = self._x + f * self._dx, self._y + f * self._dy
             return self._area.latitude + y / self._per_lat, self._area.longitude + x / self._per_lon
-        ahead = self._lookahead
-        if ahead is None or t < ahead._t0:
-            ahead = copy.copy(self)
-            ahead._rng = copy.deepcopy(self._rng)
-            ahead._lookahead = None
-            self._lookahead = ahead
-        return ahead.position(t)
+        return _ahead(self, t)
 
 
 # A circular Gaussian error with per-axis sigma has radial quantile q at sigma * sqrt(-2 ln(1 - q)).
@@ -348,6 +336,22 @@ COARSE_LOG_SIGMA = 0.3  # ASSUME: per-fix spread of coarse accuracy (95% within 
 def _default_mix() -> dict[str, float]:
     # ASSUME: an emergency app asks for high accuracy most of the time.
     return {"gps": 0.7, "fused": 0.2, "network": 0.1}
+
+
+_M = TypeVar("_M", RandomWaypoint, GaussMarkov)
+
+
+def _ahead(model: _M, t: float) -> tuple[float, float]:
+    """``model``'s position at ``t`` from its private look-ahead copy (made, or made again when ``t``
+    is before the copy's own time): the same generator state, so the same path, but the model itself
+    moves no state and draws nothing."""
+    ahead = model._lookahead
+    if ahead is None or t < ahead._t0:
+        ahead = copy.copy(model)
+        ahead._rng = copy.deepcopy(model._rng)
+        ahead._lookahead = None
+        model._lookahead = ahead
+    return ahead.position(t)
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,3 +132,18 @@ def test_the_progress_line_shows_the_fleet() -> None:
     writer = ProgressWriter(out, tty=False, every=0.25)
     writer(Progress(30.0, 120.0, 500, 10.0, "run", Watched(ledger, [object()] * 6, [])))  # type: ignore[list-item]
     assert "2/6 connected" in out.getvalue()
+
+
+def test_a_tally_shared_by_two_displays_folds_each_record_once() -> None:
+    ledger = fleet_ledger()
+    ledger.heartbeat(6.0, "phone-0")
+    shared = Tally()
+    shared.update(ledger)  # the live view folds first
+    out = io.StringIO()
+    writer = ProgressWriter(out, tty=False, every=0.25, tally=shared)
+    writer(Progress(30.0, 120.0, 500, 10.0, "run", Watched(ledger, [object()] * 4, [])))  # type: ignore[list-item]
+    ledger.heartbeat(36.0, "phone-0")
+    writer(Progress(60.0, 120.0, 900, 20.0, "run", Watched(ledger, [object()] * 4, [])))  # type: ignore[list-item]
+    shared.update(ledger)
+    assert shared.heartbeats == 2 and shared.expected == 4
+    assert "2/4 connected" in out.getvalue()
